@@ -1,0 +1,1 @@
+//! mnist-idx (being written).

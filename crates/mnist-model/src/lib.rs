@@ -1,0 +1,1 @@
+//! mnist-model (being written).
