@@ -1,0 +1,247 @@
+use ndarray::{Array2, ArrayView2};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::dataset::{one_hot_into, Dataset};
+use crate::error::{Error, Result};
+use crate::preprocess::Preprocess;
+
+/// How a [`Loader`] cuts a dataset into batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoaderConfig {
+    /// Samples per batch (the post: 512).
+    pub batch_size: usize,
+    /// A fresh random order every epoch (the post: on).
+    pub shuffle: bool,
+    /// Skip the short last batch (the post: off, so 60,000 samples give 117
+    /// batches of 512 and one of 96).
+    pub drop_last: bool,
+    /// Seed of the shuffles.
+    pub seed: u64,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 512,
+            shuffle: true,
+            drop_last: false,
+            seed: 0,
+        }
+    }
+}
+
+impl LoaderConfig {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a zero batch size.
+    pub fn check(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::InvalidConfig {
+                name: "batch size",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One batch: features, one-hot targets, labels and the sample indices.
+///
+/// The arrays borrow the loader's buffers, which are reused for every batch.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    /// Features, `rows x features`.
+    pub x: ArrayView2<'a, f32>,
+    /// One-hot targets, `rows x classes`.
+    pub y: ArrayView2<'a, f32>,
+    /// The labels.
+    pub labels: &'a [u8],
+    /// The dataset indices of the rows.
+    pub indices: &'a [u32],
+}
+
+impl Batch<'_> {
+    /// Number of samples in the batch.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the batch is empty (never, for batches a loader hands out).
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// Cuts a dataset (or a subset of its indices) into batches, epoch after
+/// epoch.
+///
+/// Each epoch visits every sample exactly once; with shuffling on, in a
+/// fresh permutation drawn from the seed and the epoch number alone, so an
+/// epoch's order can be reproduced without replaying the earlier ones. Each
+/// batch is gathered in one pass from the image bytes into buffers allocated
+/// once.
+#[derive(Debug)]
+pub struct Loader<'d> {
+    data: &'d Dataset,
+    pre: Preprocess,
+    config: LoaderConfig,
+    base: Vec<u32>,
+    order: Vec<u32>,
+    cursor: usize,
+    features: usize,
+    x: Vec<f32>,
+    y: Vec<f32>,
+    labels: Vec<u8>,
+}
+
+impl<'d> Loader<'d> {
+    /// A loader over every sample of `data`.
+    ///
+    /// # Errors
+    /// As [`Loader::with_indices`].
+    pub fn new(data: &'d Dataset, pre: Preprocess, config: LoaderConfig) -> Result<Self> {
+        let all: Vec<usize> = (0..data.len()).collect();
+        Self::with_indices(data, pre, config, &all)
+    }
+
+    /// A loader over the samples `indices` of `data`, in that order when not
+    /// shuffling.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a bad configuration, no indices, an
+    /// index past the end of the dataset, or more than `u32::MAX` samples.
+    pub fn with_indices(
+        data: &'d Dataset,
+        pre: Preprocess,
+        config: LoaderConfig,
+        indices: &[usize],
+    ) -> Result<Self> {
+        config.check()?;
+        if indices.is_empty() {
+            return Err(Error::InvalidConfig {
+                name: "indices",
+                reason: "no samples to load".into(),
+            });
+        }
+        let base = indices
+            .iter()
+            .map(|&i| {
+                u32::try_from(i)
+                    .ok()
+                    .filter(|_| i < data.len())
+                    .ok_or_else(|| Error::InvalidConfig {
+                        name: "indices",
+                        reason: format!("index {i} is past the {} samples", data.len()),
+                    })
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        let features = pre.features(data.pixels());
+        let rows = config.batch_size.min(base.len());
+        Ok(Self {
+            data,
+            pre,
+            order: base.clone(),
+            base,
+            cursor: 0,
+            features,
+            x: vec![0.0; rows * features],
+            y: vec![0.0; rows * data.classes()],
+            labels: Vec::with_capacity(rows),
+            config,
+        })
+    }
+
+    /// Samples per epoch.
+    pub fn len(&self) -> usize {
+        self.base.len()
+    }
+
+    /// Whether there are no samples (never: construction rejects that).
+    pub fn is_empty(&self) -> bool {
+        self.base.is_empty()
+    }
+
+    /// Features per sample.
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LoaderConfig {
+        &self.config
+    }
+
+    /// Batches per epoch.
+    pub fn batches_per_epoch(&self) -> usize {
+        let (n, b) = (self.len(), self.config.batch_size);
+        if self.config.drop_last {
+            n / b
+        } else {
+            n.div_ceil(b)
+        }
+    }
+
+    /// Starts epoch `epoch`: draws its order and rewinds.
+    pub fn begin_epoch(&mut self, epoch: usize) {
+        self.order.copy_from_slice(&self.base);
+        if self.config.shuffle {
+            let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
+            rng.set_stream(epoch as u64);
+            self.order.shuffle(&mut rng);
+        }
+        self.cursor = 0;
+    }
+
+    /// The sample order of the current epoch.
+    pub fn order(&self) -> &[u32] {
+        &self.order
+    }
+
+    /// The next batch of the current epoch, or `None` at its end.
+    pub fn next_batch(&mut self) -> Option<Batch<'_>> {
+        let remaining = self.order.len() - self.cursor;
+        let rows = remaining.min(self.config.batch_size);
+        if rows == 0 || (self.config.drop_last && rows < self.config.batch_size) {
+            return None;
+        }
+        let indices = &self.order[self.cursor..self.cursor + rows];
+        self.cursor += rows;
+        let f = self.features;
+        let classes = self.data.classes();
+        let x = &mut self.x[..rows * f];
+        self.labels.clear();
+        for (&i, row) in indices.iter().zip(x.chunks_exact_mut(f)) {
+            let (pixels, label) = self
+                .data
+                .get(i as usize)
+                .unwrap_or_else(|| unreachable!("indices were checked against the dataset"));
+            self.pre.apply_into(pixels, row);
+            self.labels.push(label);
+        }
+        let y = &mut self.y[..rows * classes];
+        one_hot_into(&self.labels, classes, y);
+        Some(Batch {
+            x: ArrayView2::from_shape((rows, f), &self.x[..rows * f])
+                .unwrap_or_else(|_| unreachable!("buffer holds rows x features")),
+            y: ArrayView2::from_shape((rows, classes), &self.y[..rows * classes])
+                .unwrap_or_else(|_| unreachable!("buffer holds rows x classes")),
+            labels: &self.labels,
+            indices,
+        })
+    }
+
+    /// Features of `indices` of `data` as one array, `indices.len() x
+    /// features`: the up-front copy, for callers that want it.
+    pub fn features_of(data: &Dataset, pre: &Preprocess, indices: &[usize]) -> Option<Array2<f32>> {
+        let f = pre.features(data.pixels());
+        let mut out = Array2::zeros((indices.len(), f));
+        for (&i, mut row) in indices.iter().zip(out.rows_mut()) {
+            let (pixels, _) = data.get(i)?;
+            pre.apply_into(pixels, row.as_slice_mut()?);
+        }
+        Some(out)
+    }
+}
