@@ -1,5 +1,6 @@
 //! Dataset validation, preprocessing, loader invariants and splits on tiny
 //! in-memory datasets.
+#![allow(clippy::unwrap_used)] // Tests unwrap what they built themselves.
 
 use mnist_data::{
     split_indices, Dataset, Error, Holdout, Loader, LoaderConfig, Normalization, Preprocess,

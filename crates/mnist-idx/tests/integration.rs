@@ -1,5 +1,6 @@
 //! Every acceptance and rejection path of the IDX reader, on tiny fixtures:
 //! files committed under `tests/data/` and bytes made in the tests.
+#![allow(clippy::unwrap_used)] // Tests unwrap what they built themselves.
 
 use std::path::{Path, PathBuf};
 
