@@ -1,0 +1,7 @@
+//! Integration tests of `xtask`: the fetcher against local HTTP servers and
+//! directories, and the command line. Nothing here touches the network.
+
+mod cli;
+mod fetch;
+mod fixture;
+mod server;
