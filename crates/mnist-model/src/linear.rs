@@ -1,0 +1,543 @@
+//! The model: one linear layer followed by an activation.
+
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+use crate::error::{Error, Result};
+use crate::kernel;
+
+/// How [`LinearModel::new`] fills the weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// Independent draws from `N(0, std^2)`, in row-major order
+    /// (feature by feature, class by class within a feature).
+    Normal {
+        /// Standard deviation; finite and non-negative.
+        std: f32,
+    },
+    /// All zeros.
+    Zeros,
+}
+
+impl Default for Init {
+    /// The post's `N(0, 1)`.
+    fn default() -> Self {
+        Init::Normal { std: 1.0 }
+    }
+}
+
+/// The function applied to the logits `X W`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Activation {
+    /// An independent logistic sigmoid per class (one-vs-rest), as in the post.
+    #[default]
+    Sigmoid,
+}
+
+impl Activation {
+    /// The name used in model files, e.g. `"sigmoid"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Sigmoid => "sigmoid",
+        }
+    }
+
+    /// The activation called `name` in a model file, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "sigmoid" => Some(Activation::Sigmoid),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The logistic function, without overflow for large `|z|`: `exp` is only
+/// ever taken of a non-positive number.
+#[inline]
+pub(crate) fn sigmoid(z: f32) -> f32 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// A linear classifier `p = activation(X W)` with `W` of shape
+/// `(features, classes)`; for MNIST `(785, 10)`, the last feature being the
+/// constant 1 of the bias.
+///
+/// The weights are stored in a layout suited to the training kernels;
+/// [`LinearModel::weights`] returns them as an ordinary matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearModel {
+    features: usize,
+    classes: usize,
+    activation: Activation,
+    /// `[chunk][class][lane]`, zero beyond `features` (see `kernel`).
+    packed: Vec<f32>,
+}
+
+impl LinearModel {
+    /// A model with `features x classes` weights drawn by `init` from `rng`,
+    /// with the sigmoid activation.
+    ///
+    /// The same `rng` state gives the same weights, bit for bit.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ZeroSize`] if `features` or `classes` is 0, and
+    /// [`Error::InvalidParameter`] if a normal `std` is negative or not finite.
+    pub fn new<R: Rng + ?Sized>(
+        features: usize,
+        classes: usize,
+        init: Init,
+        rng: &mut R,
+    ) -> Result<Self> {
+        check_dims(features, classes)?;
+        let mut model = LinearModel {
+            features,
+            classes,
+            activation: Activation::Sigmoid,
+            packed: vec![0.0; kernel::packed_len(features, classes)],
+        };
+        match init {
+            Init::Zeros => {}
+            Init::Normal { std } => {
+                if !(std.is_finite() && std >= 0.0) {
+                    return Err(Error::InvalidParameter {
+                        name: "initial standard deviation",
+                        value: std.to_string(),
+                        reason: "must be finite and non-negative",
+                    });
+                }
+                for f in 0..features {
+                    for c in 0..classes {
+                        let z: f32 = rng.sample(StandardNormal);
+                        model.packed[kernel::packed_index(f, c, classes)] = z * std;
+                    }
+                }
+            }
+        }
+        Ok(model)
+    }
+
+    /// A sigmoid model with the given `(features, classes)` weights.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ZeroSize`] if either dimension is 0, and
+    /// [`Error::NonFiniteWeight`] naming the first NaN or infinite weight.
+    pub fn from_weights(weights: ArrayView2<'_, f32>) -> Result<Self> {
+        let (features, classes) = weights.dim();
+        check_dims(features, classes)?;
+        let mut packed = vec![0.0; kernel::packed_len(features, classes)];
+        for ((f, c), &w) in weights.indexed_iter() {
+            if !w.is_finite() {
+                return Err(Error::NonFiniteWeight {
+                    feature: f,
+                    class: c,
+                    value: w,
+                });
+            }
+            packed[kernel::packed_index(f, c, classes)] = w;
+        }
+        Ok(LinearModel {
+            features,
+            classes,
+            activation: Activation::Sigmoid,
+            packed,
+        })
+    }
+
+    /// A copy of the weights, shape `(features, classes)`.
+    pub fn weights(&self) -> Array2<f32> {
+        Array2::from_shape_fn((self.features, self.classes), |(f, c)| {
+            self.packed[kernel::packed_index(f, c, self.classes)]
+        })
+    }
+
+    /// Number of input features (785 for MNIST with the bias feature).
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    /// Number of classes (outputs).
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// The activation applied to the logits.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    pub(crate) fn packed(&self) -> &[f32] {
+        &self.packed
+    }
+
+    pub(crate) fn packed_mut(&mut self) -> &mut [f32] {
+        &mut self.packed
+    }
+
+    /// Checks that `x` has `features` columns.
+    pub(crate) fn check_input(&self, x: &ArrayView2<'_, f32>) -> Result<()> {
+        if x.ncols() != self.features {
+            return Err(Error::DimensionMismatch {
+                what: "input features (columns of x)",
+                expected: self.features,
+                found: x.ncols(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the probabilities `sigmoid(x W)` into `out`, without allocating
+    /// when `x` and `out` are in standard (row-major, contiguous) layout.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DimensionMismatch`] if `x` does not have [`features`](Self::features)
+    /// columns, or `out` is not `(x.nrows(), classes)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mnist_model::LinearModel;
+    /// use ndarray::{array, Array2};
+    ///
+    /// let model = LinearModel::from_weights(array![[1.0f32, -1.0], [0.0, 0.0]].view())?;
+    /// let x = array![[0.0f32, 1.0], [100.0, 1.0]];
+    /// let mut p = Array2::zeros((2, 2));
+    /// model.forward_into(x.view(), p.view_mut())?;
+    /// assert_eq!(p[[0, 0]], 0.5);
+    /// assert_eq!(p[[1, 0]], 1.0);
+    /// assert!(p[[1, 1]] < 1e-40);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn forward_into(
+        &self,
+        x: ArrayView2<'_, f32>,
+        mut out: ArrayViewMut2<'_, f32>,
+    ) -> Result<()> {
+        self.check_input(&x)?;
+        let rows = x.nrows();
+        if out.dim() != (rows, self.classes) {
+            let (what, expected, found) = if out.nrows() != rows {
+                ("output rows", rows, out.nrows())
+            } else {
+                ("output columns (classes)", self.classes, out.ncols())
+            };
+            return Err(Error::DimensionMismatch {
+                what,
+                expected,
+                found,
+            });
+        }
+        let x = x.as_standard_layout();
+        let Some(xs) = x.as_slice() else {
+            // Unreachable: a standard-layout array is always contiguous.
+            return Err(Error::DimensionMismatch {
+                what: "input layout",
+                expected: 1,
+                found: 0,
+            });
+        };
+        match out.as_slice_mut() {
+            Some(o) => self.forward_slice(xs, rows, o),
+            None => {
+                let mut tmp = vec![0.0; rows * self.classes];
+                self.forward_slice(xs, rows, &mut tmp);
+                for (dst, src) in out.iter_mut().zip(tmp) {
+                    *dst = src;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Forward pass on row-major slices whose sizes the caller has checked.
+    pub(crate) fn forward_slice(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        kernel::run(kernel::Op::Forward(kernel::Forward {
+            x,
+            rows,
+            features: self.features,
+            classes: self.classes,
+            packed: &self.packed,
+            out,
+        }));
+    }
+
+    /// The probabilities `sigmoid(x W)`, shape `(x.nrows(), classes)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DimensionMismatch`] if `x` does not have
+    /// [`features`](Self::features) columns.
+    pub fn predict_proba(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        let mut out = Array2::zeros((x.nrows(), self.classes));
+        self.forward_into(x, out.view_mut())?;
+        Ok(out)
+    }
+
+    /// The predicted class of each row of `x`: the index of the largest
+    /// probability, the lowest index on ties.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DimensionMismatch`] if `x` does not have
+    /// [`features`](Self::features) columns.
+    pub fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Vec<usize>> {
+        let p = self.predict_proba(x)?;
+        Ok(p.rows()
+            .into_iter()
+            .map(|r| argmax(r.iter().copied()))
+            .collect())
+    }
+}
+
+/// Index of the largest value, the lowest on ties; NaNs never win.
+pub(crate) fn argmax(values: impl IntoIterator<Item = f32>) -> usize {
+    let mut best = 0;
+    let mut best_value = f32::NEG_INFINITY;
+    for (i, v) in values.into_iter().enumerate() {
+        if v > best_value {
+            best = i;
+            best_value = v;
+        }
+    }
+    best
+}
+
+fn check_dims(features: usize, classes: usize) -> Result<()> {
+    if features == 0 {
+        return Err(Error::ZeroSize { what: "features" });
+    }
+    if classes == 0 {
+        return Err(Error::ZeroSize { what: "classes" });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{array, s, Array2};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// The reference: ndarray's `dot` and an f64 sigmoid.
+    fn reference_proba(w: &Array2<f32>, x: &Array2<f32>) -> Array2<f32> {
+        let z = x.dot(w);
+        z.mapv(|v| (1.0 / (1.0 + (-(v as f64)).exp())) as f32)
+    }
+
+    fn random(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> Array2<f32> {
+        Array2::from_shape_fn((rows, cols), |_| rng.gen_range(-1.0f32..1.0))
+    }
+
+    #[test]
+    fn sigmoid_is_stable_at_extremes() {
+        assert_eq!(sigmoid(0.0), 0.5);
+        assert_eq!(sigmoid(1000.0), 1.0);
+        assert_eq!(sigmoid(-1000.0), 0.0);
+        assert_eq!(sigmoid(f32::INFINITY), 1.0);
+        assert_eq!(sigmoid(f32::NEG_INFINITY), 0.0);
+        assert!((sigmoid(-20.0) - 2.0611537e-9).abs() < 1e-15);
+        assert!((sigmoid(2.0) - 0.880_797_1).abs() < 1e-7);
+    }
+
+    #[test]
+    fn new_rejects_bad_settings() {
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        assert!(matches!(
+            LinearModel::new(0, 10, Init::default(), &mut rng),
+            Err(Error::ZeroSize { what: "features" })
+        ));
+        assert!(matches!(
+            LinearModel::new(3, 0, Init::Zeros, &mut rng),
+            Err(Error::ZeroSize { what: "classes" })
+        ));
+        assert!(matches!(
+            LinearModel::new(3, 2, Init::Normal { std: -1.0 }, &mut rng),
+            Err(Error::InvalidParameter { .. })
+        ));
+        assert!(matches!(
+            LinearModel::new(3, 2, Init::Normal { std: f32::NAN }, &mut rng),
+            Err(Error::InvalidParameter { .. })
+        ));
+    }
+
+    #[test]
+    fn from_weights_rejects_non_finite_and_empty() {
+        let w = array![[1.0f32, 2.0], [f32::NAN, 0.0]];
+        match LinearModel::from_weights(w.view()) {
+            Err(Error::NonFiniteWeight { feature, class, .. }) => {
+                assert_eq!((feature, class), (1, 0));
+            }
+            other => panic!("expected NonFiniteWeight, got {other:?}"),
+        }
+        let empty = Array2::<f32>::zeros((0, 3));
+        assert!(matches!(
+            LinearModel::from_weights(empty.view()),
+            Err(Error::ZeroSize { what: "features" })
+        ));
+    }
+
+    #[test]
+    fn weights_round_trip_through_packing() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for (f, c) in [(1, 1), (17, 3), (785, 10), (33, 11)] {
+            let w = random(f, c, &mut rng);
+            let m = LinearModel::from_weights(w.view()).expect("finite weights");
+            assert_eq!(m.weights(), w);
+            assert_eq!((m.features(), m.classes()), (f, c));
+        }
+    }
+
+    #[test]
+    fn same_seed_same_initial_weights() {
+        let a = LinearModel::new(785, 10, Init::default(), &mut ChaCha8Rng::seed_from_u64(7))
+            .expect("valid");
+        let b = LinearModel::new(785, 10, Init::default(), &mut ChaCha8Rng::seed_from_u64(7))
+            .expect("valid");
+        let c = LinearModel::new(785, 10, Init::default(), &mut ChaCha8Rng::seed_from_u64(8))
+            .expect("valid");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let w = a.weights();
+        let mean = w.iter().map(|&v| v as f64).sum::<f64>() / w.len() as f64;
+        let var = w.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / w.len() as f64;
+        assert!(mean.abs() < 0.05, "mean {mean}");
+        assert!((var - 1.0).abs() < 0.05, "variance {var}");
+        let z =
+            LinearModel::new(5, 2, Init::Zeros, &mut ChaCha8Rng::seed_from_u64(8)).expect("valid");
+        assert!(z.weights().iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn forward_matches_reference_on_many_shapes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let shapes = [
+            (1, 1, 1),
+            (3, 16, 10),
+            (5, 17, 10),
+            (7, 785, 10),
+            (512, 785, 10),
+            (13, 100, 3),
+            (9, 40, 13),
+            (33, 31, 7),
+        ];
+        for (rows, f, c) in shapes {
+            let w = random(f, c, &mut rng);
+            let x = random(rows, f, &mut rng);
+            let m = LinearModel::from_weights(w.view()).expect("finite");
+            let fast = m.predict_proba(x.view()).expect("shapes match");
+            let slow = reference_proba(&w, &x);
+            for (a, b) in fast.iter().zip(slow.iter()) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * b.abs().max(1e-3),
+                    "{rows}x{f}x{c}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn forward_accepts_non_standard_layouts() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let w = random(20, 4, &mut rng);
+        let m = LinearModel::from_weights(w.view()).expect("finite");
+        let big = random(20, 30, &mut rng);
+        let xt = big.t(); // 30 x 20, column-major
+        let mut out = Array2::<f32>::zeros((4, 30));
+        m.forward_into(xt, out.view_mut().reversed_axes())
+            .expect("shapes match");
+        let expected = m.predict_proba(xt.as_standard_layout().view()).expect("ok");
+        assert_eq!(out.t(), expected);
+        let sliced = big.slice(s![.., ..20]);
+        assert_eq!(
+            m.predict_proba(sliced).expect("ok"),
+            m.predict_proba(sliced.to_owned().view()).expect("ok")
+        );
+    }
+
+    #[test]
+    fn forward_rejects_wrong_shapes() {
+        let m = LinearModel::from_weights(Array2::<f32>::zeros((4, 3)).view()).expect("ok");
+        let x = Array2::<f32>::zeros((2, 5));
+        match m.predict(x.view()) {
+            Err(Error::DimensionMismatch {
+                expected, found, ..
+            }) => assert_eq!((expected, found), (4, 5)),
+            other => panic!("expected DimensionMismatch, got {other:?}"),
+        }
+        let x = Array2::<f32>::zeros((2, 4));
+        let mut out = Array2::<f32>::zeros((3, 3));
+        assert!(matches!(
+            m.forward_into(x.view(), out.view_mut()),
+            Err(Error::DimensionMismatch {
+                what: "output rows",
+                ..
+            })
+        ));
+        let mut out = Array2::<f32>::zeros((2, 2));
+        assert!(matches!(
+            m.forward_into(x.view(), out.view_mut()),
+            Err(Error::DimensionMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn predict_takes_argmax_lowest_on_ties() {
+        // Two identical columns tie; column 2 wins where the input is negative.
+        let w = array![[1.0f32, 1.0, -1.0]];
+        let m = LinearModel::from_weights(w.view()).expect("ok");
+        let x = array![[2.0f32], [-3.0], [0.0]];
+        assert_eq!(m.predict(x.view()).expect("ok"), vec![0, 2, 0]);
+        assert_eq!(argmax([f32::NAN, 1.0, 1.0]), 1);
+    }
+
+    #[test]
+    fn every_path_agrees_with_the_fused_paths_bit_for_bit() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let (rows, f, c) = (37, 785, 10);
+        let w = random(f, c, &mut rng);
+        let x = random(rows, f, &mut rng);
+        let m = LinearModel::from_weights(w.view()).expect("ok");
+        let xs = x.as_slice().expect("standard");
+        let mut small = vec![0.0; rows * c];
+        kernel::run_fused_small(kernel::Op::Forward(kernel::Forward {
+            x: xs,
+            rows,
+            features: f,
+            classes: c,
+            packed: m.packed(),
+            out: &mut small,
+        }));
+        let mut portable = vec![0.0; rows * c];
+        kernel::run_portable(kernel::Op::Forward(kernel::Forward {
+            x: xs,
+            rows,
+            features: f,
+            classes: c,
+            packed: m.packed(),
+            out: &mut portable,
+        }));
+        let best = m.predict_proba(x.view()).expect("ok");
+        if kernel::path() != "portable" {
+            assert_eq!(best.as_slice().expect("standard"), &small[..]);
+        }
+        for (a, b) in best.iter().zip(&portable) {
+            assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+        }
+    }
+}

@@ -1,0 +1,602 @@
+//! Plain stochastic gradient descent on the clipped cross-entropy.
+
+use std::sync::OnceLock;
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::error::{Error, Result};
+use crate::kernel;
+use crate::linear::LinearModel;
+
+/// Batches are split into this many fixed parts whose gradients are summed
+/// in order, whether or not the parts run on separate threads: the result
+/// depends only on the data, never on scheduling.
+const PARTS: usize = 2;
+
+/// Below this many rows a second thread costs more than it saves.
+const MIN_ROWS_FOR_THREADS: usize = 128;
+
+fn threads_available() -> usize {
+    static CACHE: OnceLock<usize> = OnceLock::new();
+    *CACHE.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// Plain SGD as in the post: `W -= lr * X^T (p - y) / nominal_batch`.
+///
+/// The gradient is divided by the *nominal* batch size even for a shorter
+/// last batch of an epoch: the 96 rows left over from 60,000 = 117 x 512 + 96
+/// move the weights less than a full batch would. This is kept deliberately
+/// so that training reproduces the post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sgd {
+    nominal_batch: usize,
+}
+
+impl Default for Sgd {
+    /// The post's nominal batch size, 512.
+    fn default() -> Self {
+        Sgd { nominal_batch: 512 }
+    }
+}
+
+/// Reusable buffers for [`Sgd::step`] and [`gradient`], so that an epoch loop
+/// allocates only on its first step.
+#[derive(Debug, Default, Clone)]
+pub struct StepScratch {
+    grads: [Vec<f32>; PARTS],
+    blocks: [Vec<f32>; PARTS],
+}
+
+impl StepScratch {
+    /// Empty buffers; they grow on first use.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Sgd {
+    /// SGD dividing the gradient by `nominal_batch`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ZeroSize`] if `nominal_batch` is 0.
+    pub fn new(nominal_batch: usize) -> Result<Self> {
+        if nominal_batch == 0 {
+            return Err(Error::ZeroSize {
+                what: "nominal batch size",
+            });
+        }
+        Ok(Sgd { nominal_batch })
+    }
+
+    /// The batch size the gradient is divided by.
+    pub fn nominal_batch(&self) -> usize {
+        self.nominal_batch
+    }
+
+    /// One step on a batch: forward pass, loss, gradient `X^T (p - y)`, then
+    /// `W -= lr * gradient / nominal_batch`. Returns the batch loss (as
+    /// [`bce_loss`](crate::bce_loss)) computed from `p` *before* the update.
+    ///
+    /// `x` is `(rows, features)` and `y_onehot` is `(rows, classes)`. Inputs
+    /// in standard (row-major) layout are used in place; others are copied.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::DimensionMismatch`] if the shapes do not fit the model or
+    ///   each other, [`Error::ZeroSize`] for an empty batch, and
+    ///   [`Error::InvalidParameter`] if `lr` is negative or not finite; the
+    ///   model is then untouched.
+    /// - [`Error::Diverged`] if the loss is not finite (the model is then
+    ///   untouched) or some weight is not finite after the update (the model
+    ///   keeps the diverged weights). The caller adds epoch and iteration.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mnist_model::{Init, LinearModel, Sgd, StepScratch};
+    /// use ndarray::array;
+    /// use rand::SeedableRng;
+    ///
+    /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// let mut model = LinearModel::new(2, 2, Init::Zeros, &mut rng)?;
+    /// let x = array![[1.0f32, 1.0], [-1.0, 1.0]];
+    /// let y = array![[1.0f32, 0.0], [0.0, 1.0]];
+    /// let sgd = Sgd::new(2)?;
+    /// let mut scratch = StepScratch::new();
+    /// let first = sgd.step(&mut model, x.view(), y.view(), 1.0, &mut scratch)?;
+    /// let second = sgd.step(&mut model, x.view(), y.view(), 1.0, &mut scratch)?;
+    /// assert!(second < first);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn step(
+        &self,
+        model: &mut LinearModel,
+        x: ArrayView2<'_, f32>,
+        y_onehot: ArrayView2<'_, f32>,
+        lr: f32,
+        scratch: &mut StepScratch,
+    ) -> Result<f64> {
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(Error::InvalidParameter {
+                name: "learning rate",
+                value: lr.to_string(),
+                reason: "must be finite and non-negative",
+            });
+        }
+        let loss_sum = accumulate(model, x, y_onehot, scratch)?;
+        let loss = loss_sum / x.nrows() as f64;
+        if !loss.is_finite() {
+            return Err(Error::Diverged {
+                loss,
+                weights_finite: true,
+            });
+        }
+        let scale = lr / self.nominal_batch as f32;
+        let [g0, g1] = &scratch.grads;
+        let weights_finite = update(model.packed_mut(), g0, g1, scale);
+        if !weights_finite {
+            return Err(Error::Diverged {
+                loss,
+                weights_finite,
+            });
+        }
+        Ok(loss)
+    }
+}
+
+/// `w -= scale * (g0 + g1)`, returning whether every new weight is finite.
+fn update(w: &mut [f32], g0: &[f32], g1: &[f32], scale: f32) -> bool {
+    // `v * 0` is 0 for finite `v` and NaN otherwise, and a NaN survives the
+    // sum: a check that costs one multiplication and one addition a weight.
+    let mut check = [0.0f32; kernel::LANES];
+    let lanes = w
+        .chunks_exact_mut(kernel::LANES)
+        .zip(g0.chunks_exact(kernel::LANES))
+        .zip(g1.chunks_exact(kernel::LANES));
+    for ((wc, a), b) in lanes {
+        for k in 0..kernel::LANES {
+            let v = wc[k] - scale * (a[k] + b[k]);
+            wc[k] = v;
+            check[k] += v * 0.0;
+        }
+    }
+    check.iter().all(|c| c.is_finite())
+}
+
+/// Checks shapes, then fills `scratch.grads` with the two parts of
+/// `X^T (p - y)` (packed) and returns the summed loss.
+fn accumulate(
+    model: &LinearModel,
+    x: ArrayView2<'_, f32>,
+    y: ArrayView2<'_, f32>,
+    scratch: &mut StepScratch,
+) -> Result<f64> {
+    model.check_input(&x)?;
+    let (features, classes) = (model.features(), model.classes());
+    if y.ncols() != classes {
+        return Err(Error::DimensionMismatch {
+            what: "target columns (classes)",
+            expected: classes,
+            found: y.ncols(),
+        });
+    }
+    if y.nrows() != x.nrows() {
+        return Err(Error::DimensionMismatch {
+            what: "target rows",
+            expected: x.nrows(),
+            found: y.nrows(),
+        });
+    }
+    let rows = x.nrows();
+    if rows == 0 {
+        return Err(Error::ZeroSize { what: "batch rows" });
+    }
+    let x = x.as_standard_layout();
+    let y = y.as_standard_layout();
+    let (Some(xs), Some(ys)) = (x.as_slice(), y.as_slice()) else {
+        // Unreachable: a standard-layout array is always contiguous.
+        return Err(Error::DimensionMismatch {
+            what: "input layout",
+            expected: 1,
+            found: 0,
+        });
+    };
+    let len = kernel::packed_len(features, classes);
+    for (g, b) in scratch.grads.iter_mut().zip(scratch.blocks.iter_mut()) {
+        g.clear();
+        g.resize(len, 0.0);
+        b.resize(kernel::STEP_BLOCK * classes, 0.0);
+    }
+    let mid = rows / 2;
+    let packed = model.packed();
+    let [g0, g1] = &mut scratch.grads;
+    let [b0, b1] = &mut scratch.blocks;
+    let part = |lo: usize, hi: usize, grad: &mut [f32], block: &mut [f32]| {
+        kernel::run(kernel::Op::Step(kernel::Step {
+            x: &xs[lo * features..hi * features],
+            y: &ys[lo * classes..hi * classes],
+            rows: hi - lo,
+            features,
+            classes,
+            packed,
+            grad,
+            block,
+        }))
+    };
+    let (l0, l1) = if rows >= MIN_ROWS_FOR_THREADS && threads_available() >= 2 {
+        std::thread::scope(|s| {
+            let second = s.spawn(|| part(mid, rows, g1, b1));
+            let l0 = part(0, mid, g0, b0);
+            // A panic in the kernel would be a bug (sizes were checked);
+            // re-raise it rather than hide it.
+            let l1 = second
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e));
+            (l0, l1)
+        })
+    } else {
+        (part(0, mid, g0, b0), part(mid, rows, g1, b1))
+    };
+    Ok(l0 + l1)
+}
+
+/// The gradient `X^T (p - y)` of the summed (not averaged) clipped
+/// cross-entropy with respect to the weights, shape `(features, classes)`,
+/// with `p` the model's probabilities on `x`. Divide by the number of rows
+/// for the gradient of [`bce_loss`](crate::bce_loss); the clipping is
+/// ignored, so this is exact only where `p` lies within `[1e-4, 1 - 1e-4]`.
+///
+/// This is the quantity [`Sgd::step`] uses, computed by the same kernels.
+///
+/// # Errors
+///
+/// As [`Sgd::step`]: [`Error::DimensionMismatch`] or [`Error::ZeroSize`].
+pub fn gradient(
+    model: &LinearModel,
+    x: ArrayView2<'_, f32>,
+    y_onehot: ArrayView2<'_, f32>,
+    scratch: &mut StepScratch,
+) -> Result<Array2<f32>> {
+    accumulate(model, x, y_onehot, scratch)?;
+    let classes = model.classes();
+    let [g0, g1] = &scratch.grads;
+    Ok(Array2::from_shape_fn(
+        (model.features(), classes),
+        |(f, c)| {
+            let i = kernel::packed_index(f, c, classes);
+            g0[i] + g1[i]
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{bce_loss, Init};
+    use ndarray::{s, Array2};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random(rows: usize, cols: usize, scale: f32, rng: &mut ChaCha8Rng) -> Array2<f32> {
+        Array2::from_shape_fn((rows, cols), |_| rng.gen_range(-scale..scale))
+    }
+
+    fn one_hot(labels: &[usize], classes: usize) -> Array2<f32> {
+        Array2::from_shape_fn((labels.len(), classes), |(r, c)| {
+            if labels[r] == c {
+                1.0
+            } else {
+                0.0
+            }
+        })
+    }
+
+    fn random_labels(n: usize, classes: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+        (0..n).map(|_| rng.gen_range(0..classes)).collect()
+    }
+
+    /// `X^T (sigmoid(X W) - Y)` with ndarray's `dot`.
+    fn reference_gradient(w: &Array2<f32>, x: &Array2<f32>, y: &Array2<f32>) -> Array2<f32> {
+        let p = x
+            .dot(w)
+            .mapv(|v| (1.0 / (1.0 + (-(v as f64)).exp())) as f32);
+        x.t().dot(&(p - y))
+    }
+
+    #[test]
+    fn gradient_matches_reference_on_many_shapes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(10);
+        let shapes = [
+            (1, 1, 1),
+            (2, 16, 10),
+            (31, 17, 10),
+            (33, 785, 10),
+            (200, 100, 3),
+            (512, 785, 10),
+            (96, 785, 10),
+            (65, 40, 13),
+        ];
+        let mut scratch = StepScratch::new();
+        for (rows, f, c) in shapes {
+            let w = random(f, c, 0.1, &mut rng);
+            let x = random(rows, f, 1.0, &mut rng);
+            let y = one_hot(&random_labels(rows, c, &mut rng), c);
+            let m = LinearModel::from_weights(w.view()).expect("finite");
+            let fast = gradient(&m, x.view(), y.view(), &mut scratch).expect("shapes match");
+            let slow = reference_gradient(&w, &x, &y);
+            let norm = slow.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            for (a, b) in fast.iter().zip(slow.iter()) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * norm.max(1.0),
+                    "{rows}x{f}x{c}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let (rows, f, c) = (6, 5, 3);
+        // Small weights and inputs keep every p far from the clipping bounds.
+        let w = random(f, c, 0.5, &mut rng);
+        let x = random(rows, f, 1.0, &mut rng);
+        let y = one_hot(&random_labels(rows, c, &mut rng), c);
+        let m = LinearModel::from_weights(w.view()).expect("finite");
+        let g =
+            gradient(&m, x.view(), y.view(), &mut StepScratch::new()).expect("ok") / rows as f32;
+        // The loss in f64 throughout, so that the central difference is exact
+        // to well below the tolerance.
+        let loss64 = |w: &Array2<f64>| -> f64 {
+            let x64 = x.mapv(f64::from);
+            let z = x64.dot(w);
+            let mut sum = 0.0;
+            for ((r, k), &zv) in z.indexed_iter() {
+                let p = 1.0 / (1.0 + (-zv).exp());
+                assert!((1e-4..=1.0 - 1e-4).contains(&p));
+                let yv = f64::from(y[[r, k]]);
+                sum -= yv * p.ln() + (1.0 - yv) * (1.0 - p).ln();
+            }
+            sum / rows as f64
+        };
+        let w64 = w.mapv(f64::from);
+        let h = 1e-6;
+        for i in 0..f {
+            for k in 0..c {
+                let mut plus = w64.clone();
+                plus[[i, k]] += h;
+                let mut minus = w64.clone();
+                minus[[i, k]] -= h;
+                let numeric = (loss64(&plus) - loss64(&minus)) / (2.0 * h);
+                let analytic = f64::from(g[[i, k]]);
+                assert!(
+                    (numeric - analytic).abs() < 1e-5,
+                    "({i},{k}): {numeric} vs {analytic}"
+                );
+            }
+        }
+        // And the f32 loss of the crate agrees with the f64 one.
+        let p = m.predict_proba(x.view()).expect("ok");
+        let l = bce_loss(p.view(), y.view()).expect("ok");
+        assert!((l - loss64(&w64)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn step_returns_loss_before_update_and_applies_update() {
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        let (rows, f, c) = (100, 785, 10);
+        let w = random(f, c, 0.1, &mut rng);
+        let x = random(rows, f, 0.5, &mut rng);
+        let y = one_hot(&random_labels(rows, c, &mut rng), c);
+        let mut m = LinearModel::from_weights(w.view()).expect("finite");
+        let before = bce_loss(m.predict_proba(x.view()).expect("ok").view(), y.view()).expect("ok");
+        let g = reference_gradient(&w, &x, &y);
+        let loss = Sgd::default()
+            .step(&mut m, x.view(), y.view(), 0.1, &mut StepScratch::new())
+            .expect("ok");
+        assert!((loss - before).abs() < 1e-9 * before, "{loss} vs {before}");
+        // Divided by the nominal 512, not by the 100 rows of this batch.
+        let expected = &w - &(g * (0.1 / 512.0));
+        for (a, b) in m.weights().iter().zip(expected.iter()) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn step_rejects_bad_input_without_touching_the_model() {
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        let mut m = LinearModel::new(4, 3, Init::default(), &mut rng).expect("ok");
+        let orig = m.clone();
+        let sgd = Sgd::default();
+        let mut s = StepScratch::new();
+        let x = Array2::<f32>::zeros((2, 4));
+        let y = Array2::<f32>::zeros((2, 3));
+        let cases = [
+            sgd.step(
+                &mut m,
+                Array2::<f32>::zeros((2, 5)).view(),
+                y.view(),
+                0.1,
+                &mut s,
+            ),
+            sgd.step(
+                &mut m,
+                x.view(),
+                Array2::<f32>::zeros((2, 2)).view(),
+                0.1,
+                &mut s,
+            ),
+            sgd.step(
+                &mut m,
+                x.view(),
+                Array2::<f32>::zeros((3, 3)).view(),
+                0.1,
+                &mut s,
+            ),
+        ];
+        for r in cases {
+            assert!(matches!(r, Err(Error::DimensionMismatch { .. })), "{r:?}");
+        }
+        let empty = sgd.step(
+            &mut m,
+            Array2::<f32>::zeros((0, 4)).view(),
+            Array2::<f32>::zeros((0, 3)).view(),
+            0.1,
+            &mut s,
+        );
+        assert!(matches!(empty, Err(Error::ZeroSize { .. })));
+        for lr in [-1.0, f32::NAN, f32::INFINITY] {
+            assert!(matches!(
+                sgd.step(&mut m, x.view(), y.view(), lr, &mut s),
+                Err(Error::InvalidParameter {
+                    name: "learning rate",
+                    ..
+                })
+            ));
+        }
+        assert!(matches!(Sgd::new(0), Err(Error::ZeroSize { .. })));
+        assert_eq!(m, orig);
+    }
+
+    #[test]
+    fn step_detects_divergence() {
+        let w = Array2::from_elem((2, 1), 1.0f32);
+        let mut m = LinearModel::from_weights(w.view()).expect("ok");
+        let x = Array2::from_elem((1, 2), 1e30f32);
+        let y = Array2::zeros((1, 1));
+        let r = Sgd::new(1).expect("ok").step(
+            &mut m,
+            x.view(),
+            y.view(),
+            1e30,
+            &mut StepScratch::new(),
+        );
+        match r {
+            Err(Error::Diverged {
+                weights_finite,
+                loss,
+            }) => {
+                assert!(!weights_finite);
+                assert!(loss.is_finite());
+            }
+            other => panic!("expected Diverged, got {other:?}"),
+        }
+        let mut m = LinearModel::from_weights(w.view()).expect("ok");
+        let x = Array2::from_elem((1, 2), f32::NAN);
+        let r = Sgd::default().step(&mut m, x.view(), y.view(), 0.1, &mut StepScratch::new());
+        assert!(
+            matches!(
+                r,
+                Err(Error::Diverged {
+                    weights_finite: true,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn learns_a_separable_problem() {
+        let mut rng = ChaCha8Rng::seed_from_u64(14);
+        let (n, dims, classes) = (600, 20, 4);
+        // Class k is centred at +3 on axis k; a constant bias feature last.
+        let labels = random_labels(n, classes, &mut rng);
+        let x = Array2::from_shape_fn((n, dims + 1), |(r, j)| {
+            if j == dims {
+                1.0
+            } else if j == labels[r] {
+                3.0 + rng.gen_range(-0.5f32..0.5)
+            } else {
+                rng.gen_range(-0.5f32..0.5)
+            }
+        });
+        let y = one_hot(&labels, classes);
+        let mut m = LinearModel::new(dims + 1, classes, Init::default(), &mut rng).expect("ok");
+        let sgd = Sgd::new(50).expect("ok");
+        let mut s = StepScratch::new();
+        let mut first = None;
+        let mut last = 0.0;
+        for _epoch in 0..30 {
+            for b in 0..n / 50 {
+                let rows = s![b * 50..(b + 1) * 50, ..];
+                last = sgd
+                    .step(&mut m, x.slice(rows), y.slice(rows), 0.5, &mut s)
+                    .expect("ok");
+                first.get_or_insert(last);
+            }
+        }
+        let first = first.expect("at least one step");
+        assert!(last < first / 5.0, "loss {first} -> {last}");
+        let predicted = m.predict(x.view()).expect("ok");
+        let correct = predicted
+            .iter()
+            .zip(&labels)
+            .filter(|(p, l)| p == l)
+            .count();
+        assert!(correct as f64 / n as f64 > 0.99, "accuracy {correct}/{n}");
+    }
+
+    #[test]
+    fn same_seed_same_bits_after_steps() {
+        let run = || {
+            let mut rng = ChaCha8Rng::seed_from_u64(15);
+            let mut m = LinearModel::new(785, 10, Init::default(), &mut rng).expect("ok");
+            let x = random(512, 785, 0.5, &mut rng);
+            let y = one_hot(&random_labels(512, 10, &mut rng), 10);
+            let mut s = StepScratch::new();
+            let mut losses = Vec::new();
+            for i in 0..5 {
+                let rows = if i == 4 { s![..96, ..] } else { s![.., ..] };
+                losses.push(
+                    Sgd::default()
+                        .step(&mut m, x.slice(rows), y.slice(rows), 0.1, &mut s)
+                        .expect("ok"),
+                );
+            }
+            (m, losses)
+        };
+        let (a, la) = run();
+        let (b, lb) = run();
+        assert_eq!(la, lb);
+        let (wa, wb) = (a.weights(), b.weights());
+        assert!(wa
+            .iter()
+            .zip(wb.iter())
+            .all(|(p, q)| p.to_bits() == q.to_bits()));
+    }
+
+    #[test]
+    fn threads_do_not_change_the_bits() {
+        let mut rng = ChaCha8Rng::seed_from_u64(16);
+        let w = random(785, 10, 0.1, &mut rng);
+        let x = random(512, 785, 0.5, &mut rng);
+        let y = one_hot(&random_labels(512, 10, &mut rng), 10);
+        let m = LinearModel::from_weights(w.view()).expect("ok");
+        let mut s = StepScratch::new();
+        let threaded = gradient(&m, x.view(), y.view(), &mut s).expect("ok");
+        // Same fixed parts, computed one after the other on this thread.
+        let xs = x.as_slice().expect("standard");
+        let ys = y.as_slice().expect("standard");
+        let len = kernel::packed_len(785, 10);
+        let mut parts = [vec![0.0f32; len], vec![0.0f32; len]];
+        let mut block = vec![0.0f32; kernel::STEP_BLOCK * 10];
+        for (part, (lo, hi)) in parts.iter_mut().zip([(0, 256), (256, 512)]) {
+            kernel::run(kernel::Op::Step(kernel::Step {
+                x: &xs[lo * 785..hi * 785],
+                y: &ys[lo * 10..hi * 10],
+                rows: hi - lo,
+                features: 785,
+                classes: 10,
+                packed: m.packed(),
+                grad: part,
+                block: &mut block,
+            }));
+        }
+        for ((f, c), &v) in threaded.indexed_iter() {
+            let i = kernel::packed_index(f, c, 10);
+            assert_eq!(v.to_bits(), (parts[0][i] + parts[1][i]).to_bits());
+        }
+    }
+}
