@@ -490,8 +490,8 @@ impl Drop for Part {
 }
 
 /// Removes temporary files of `spec`'s files left by runs that were killed.
-/// A run is known dead when `/proc` exists and has no entry for its process;
-/// elsewhere the files are left alone.
+/// A run is known dead when `/proc` exists and shows its process gone or a
+/// zombie; elsewhere the files are left alone.
 fn remove_stale_parts(dir: &Path, spec: &DatasetSpec) {
     let proc = Path::new("/proc");
     if !proc.join("self").exists() {
@@ -515,9 +515,21 @@ fn remove_stale_parts(dir: &Path, spec: &DatasetSpec) {
         let Ok(pid) = pid.parse::<u32>() else {
             continue;
         };
-        if ours && !proc.join(pid.to_string()).exists() {
+        if ours && !alive(proc, pid) {
             let _ = fs::remove_file(entry.path());
         }
+    }
+}
+
+/// Whether `pid` is a live process; a zombie (killed, not yet reaped) is not.
+fn alive(proc: &Path, pid: u32) -> bool {
+    match fs::read_to_string(proc.join(pid.to_string()).join("stat")) {
+        // `pid (comm) S ...`: the state follows the last `)`.
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')'),
+            Some((_, state)) if state.trim_start().starts_with('Z')
+        ),
+        Err(_) => false,
     }
 }
 

@@ -9,7 +9,7 @@ use xtask::{ci, fetch, Dataset, FetchOptions, Mirror, Progress};
 
 /// Project tasks for the MNIST workspace.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", version, about)]
+#[command(name = "xtask", bin_name = "cargo xtask", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
