@@ -1,1 +1,105 @@
-//! Helpers shared by the workspace-level end-to-end tests (see `e2e/`).
+//! Helpers shared by the end-to-end tests: tiny MNIST-layout datasets made
+//! on the spot, and the path of the `mnist` binary.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Bytes of an IDX file of unsigned bytes with the given dimensions.
+pub fn idx_u8(dims: &[u32], payload: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        v.extend_from_slice(&d.to_be_bytes());
+    }
+    v.extend_from_slice(payload);
+    v
+}
+
+/// A small deterministic generator (xorshift), so fixtures need no crate.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// `n` 28x28 images a linear model can learn: image `i` has label `i % 10`
+/// and a bright 4x4 block at a position that depends on the label, over
+/// faint noise.
+pub fn synthetic_images(n: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut pixels = vec![0u8; n * 784];
+    let mut labels = Vec::with_capacity(n);
+    for (i, image) in pixels.chunks_exact_mut(784).enumerate() {
+        let label = (i % 10) as u8;
+        for p in image.iter_mut() {
+            *p = (rng.next() % 40) as u8;
+        }
+        let (r0, c0) = (
+            2 + 5 * (usize::from(label) / 5) * 2,
+            2 + 5 * (usize::from(label) % 5),
+        );
+        for r in r0..r0 + 4 {
+            for c in c0..c0 + 4 {
+                image[r * 28 + c] = 200 + (rng.next() % 56) as u8;
+            }
+        }
+        labels.push(label);
+    }
+    (pixels, labels)
+}
+
+/// Writes an MNIST-layout folder with `n_train` and `n_test` synthetic
+/// samples into `dir` (created if needed).
+///
+/// # Errors
+/// Any error writing the files.
+pub fn write_synthetic(dir: &Path, n_train: usize, n_test: usize) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    for (prefix, n, seed) in [("train", n_train, 1), ("t10k", n_test, 2)] {
+        let (pixels, labels) = synthetic_images(n, seed);
+        fs::write(
+            dir.join(format!("{prefix}-images-idx3-ubyte")),
+            idx_u8(&[n as u32, 28, 28], &pixels),
+        )?;
+        fs::write(
+            dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            idx_u8(&[n as u32], &labels),
+        )?;
+    }
+    Ok(())
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The `mnist` binary that `cargo test --workspace` built beside this test
+/// binary (mnist-cli's own integration tests make cargo build it).
+///
+/// # Errors
+/// When it is not there, with a message that says how to build it.
+pub fn mnist_binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // target/<profile>/deps/<test> -> target/<profile>/mnist
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("cannot locate the target directory")?;
+    let bin = dir.join(format!("mnist{}", std::env::consts::EXE_SUFFIX));
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "{} not found: run the tests with `cargo test --workspace` (which builds it) or `cargo build -p mnist-cli` first",
+            bin.display()
+        ))
+    }
+}

@@ -118,6 +118,6 @@ mod tests {
 
     #[test]
     fn draws_dark_to_light_shades() {
-        assert_eq!(draw(&[0, 255, 128, 26], 2), "  @@\n==..\n");
+        assert_eq!(draw(&[0, 255, 128, 26], 2), "  @@\n++..\n");
     }
 }

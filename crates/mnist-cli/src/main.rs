@@ -4,18 +4,38 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod data;
+mod eval;
 mod inspect;
+mod output;
+mod progress;
+mod report;
+mod train;
 
-/// Train, evaluate and inspect MNIST models.
+/// Train, evaluate and inspect MNIST models. With no subcommand, trains with
+/// the blog post's settings (the flags of `mnist train` apply).
 #[derive(Debug, Parser)]
-#[command(name = "mnist", version, about, long_about = None)]
+#[command(
+    name = "mnist",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    allow_negative_numbers = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    train: train::TrainArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Train the post's model (the default command).
+    #[command(allow_negative_numbers = true)]
+    Train(train::TrainArgs),
+    /// Evaluate a saved model on the test set.
+    Eval(eval::EvalArgs),
     /// Print what an IDX file holds, and draw an image.
     Inspect(inspect::InspectArgs),
 }
@@ -23,8 +43,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        None => train::run(&cli.train),
+        Some(Command::Train(args)) => train::run(&args),
+        Some(Command::Eval(args)) => eval::run(&args),
         Some(Command::Inspect(args)) => inspect::run(&args),
-        None => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,96 @@
+//! `mnist eval`: the final report for a saved model.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use mnist_data::{Part, Preprocess};
+use mnist_model::{evaluate, LinearModel};
+use serde::Serialize;
+
+use crate::data::{class_names, open_part};
+use crate::output::check_writable;
+use crate::report::TestReport;
+use crate::train::{write_report, EvalSet};
+
+/// Arguments of `mnist eval`.
+#[derive(Debug, Args, Serialize)]
+pub struct EvalArgs {
+    /// The model file written by `mnist train --save`.
+    #[arg(long, value_name = "MODEL.json")]
+    pub model: PathBuf,
+    /// Folder with the four decompressed IDX files.
+    #[arg(long, value_name = "DIR", default_value = "data/mnist")]
+    pub data_dir: PathBuf,
+    /// Write the report here (JSON).
+    #[arg(long, value_name = "REPORT.json")]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct EvalReport<'a> {
+    command: &'static str,
+    config: &'a EvalArgs,
+    test: TestReport,
+    timing: EvalTiming,
+}
+
+#[derive(Debug, Serialize)]
+struct EvalTiming {
+    load_seconds: f64,
+    test_seconds: f64,
+}
+
+/// Runs `mnist eval`.
+pub fn run(args: &EvalArgs) -> Result<()> {
+    if let Some(path) = &args.report {
+        check_writable("--report", path)?;
+    }
+    let t_load = Instant::now();
+    let model = LinearModel::load(&args.model)
+        .with_context(|| format!("--model {}", args.model.display()))?;
+    let test = open_part(&args.data_dir, Part::Test)?;
+    let pre = Preprocess::default();
+    if pre.features(test.pixels()) != model.features() || test.classes() != model.classes() {
+        bail!(
+            "--model {}: the model takes {} features and {} classes, but {} gives {} and {}",
+            args.model.display(),
+            model.features(),
+            model.classes(),
+            args.data_dir.display(),
+            pre.features(test.pixels()),
+            test.classes()
+        );
+    }
+    let set = EvalSet::all(&test, &pre)?;
+    let load_seconds = t_load.elapsed().as_secs_f64();
+    let t_test = Instant::now();
+    let eval = evaluate(&model, set.x.view(), &set.labels)?;
+    let report = TestReport::new(
+        &eval.confusion,
+        eval.loss,
+        &class_names(&args.data_dir, test.classes()),
+    );
+    let test_seconds = t_test.elapsed().as_secs_f64();
+    println!(
+        "test accuracy {:.4}  loss {:.5}  ({} samples)",
+        report.accuracy, report.loss, report.samples
+    );
+    print!("{}", report.render());
+    if let Some(path) = &args.report {
+        write_report(
+            path,
+            &EvalReport {
+                command: "eval",
+                config: args,
+                test: report,
+                timing: EvalTiming {
+                    load_seconds,
+                    test_seconds,
+                },
+            },
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,346 @@
+//! `mnist train`: the post's training loop, with the post's settings as
+//! defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use mnist_data::{split_indices, Dataset, Holdout, Loader, LoaderConfig, Part, Preprocess};
+use mnist_model::{
+    evaluate, CosineWarmRestarts, Init, LinearModel, LrSchedule, Product, Sgd, StepScratch, Warmup,
+};
+use ndarray::Array2;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::data::{class_names, open_part};
+use crate::output::{check_writable, write_atomic};
+use crate::progress::Log;
+use crate::report::{EpochRecord, TestReport, Timing};
+
+/// How the weights start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitArg {
+    /// Standard normal N(0, 1), as in the post.
+    Normal,
+    /// All zeros.
+    Zeros,
+}
+
+/// Arguments of `mnist train`; the defaults are the post's settings.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct TrainArgs {
+    /// Folder with the four decompressed IDX files.
+    #[arg(long, value_name = "DIR", default_value = "data/mnist")]
+    pub data_dir: PathBuf,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Samples per SGD step; the gradient is divided by this even for the
+    /// short last batch, as in the post.
+    #[arg(long, default_value_t = 512)]
+    pub batch_size: usize,
+    /// Lowest learning rate of the cosine schedule.
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr_min: f64,
+    /// Highest learning rate of the cosine schedule.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr_max: f64,
+    /// Period of the cosine warm restarts, in epochs.
+    #[arg(long, default_value_t = 3)]
+    pub cosine_period: usize,
+    /// Warm-up factors as EPOCH:FACTOR pairs; each holds until the next.
+    #[arg(long, default_value = "0:0.01,1:0.1,2:1")]
+    pub warmup: String,
+    /// Initial weights.
+    #[arg(long, value_enum, default_value_t = InitArg::Normal)]
+    pub init: InitArg,
+    /// Seed of the initial weights, the shuffles and the validation split.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the batch loss every N batches of an epoch (0: never).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub log_every: usize,
+    /// Hold out this many training samples (or this fraction, if below 1)
+    /// for validation; 0 evaluates on the test set after each epoch, as the
+    /// post does.
+    #[arg(long, value_name = "N|FRACTION", default_value = "0")]
+    pub val_size: String,
+    /// Write the trained model here (JSON).
+    #[arg(long, value_name = "MODEL.json")]
+    pub save: Option<PathBuf>,
+    /// Write the full report here (JSON).
+    #[arg(long, value_name = "REPORT.json")]
+    pub report: Option<PathBuf>,
+    /// Print only the final results.
+    #[arg(long, short)]
+    #[serde(skip)]
+    pub quiet: bool,
+}
+
+/// Settings checked and turned into the objects that use them.
+struct Plan {
+    schedule: Product<CosineWarmRestarts, Warmup>,
+    holdout: Holdout,
+    init: Init,
+}
+
+impl TrainArgs {
+    /// Checks every setting before any data is read.
+    fn plan(&self) -> Result<Plan> {
+        if self.epochs == 0 {
+            bail!("--epochs must be at least 1");
+        }
+        if self.epochs > 1_000_000 {
+            bail!("--epochs {}: at most 1000000", self.epochs);
+        }
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        for (flag, v) in [("--lr-min", self.lr_min), ("--lr-max", self.lr_max)] {
+            // The arithmetic is f32: a larger rate would be infinite.
+            if v.abs() > f64::from(f32::MAX) {
+                bail!("{flag} {v:e}: larger than the largest f32 ({:e})", f32::MAX);
+            }
+        }
+        let cosine = CosineWarmRestarts::new(self.lr_min, self.lr_max, self.cosine_period)
+            .context("--lr-min/--lr-max/--cosine-period")?;
+        let warmup: Warmup = self
+            .warmup
+            .parse()
+            .with_context(|| format!("--warmup {:?}", self.warmup))?;
+        let holdout = parse_holdout(&self.val_size)?;
+        for (flag, path) in [("--save", &self.save), ("--report", &self.report)] {
+            if let Some(path) = path {
+                check_writable(flag, path)?;
+            }
+        }
+        let init = match self.init {
+            InitArg::Normal => Init::Normal { std: 1.0 },
+            InitArg::Zeros => Init::Zeros,
+        };
+        Ok(Plan {
+            schedule: Product::new(cosine, warmup),
+            holdout,
+            init,
+        })
+    }
+}
+
+fn parse_holdout(s: &str) -> Result<Holdout> {
+    let bad = || {
+        anyhow::anyhow!(
+            "--val-size {s:?}: expected a count (e.g. 10000) or a fraction in [0, 1) (e.g. 0.1)"
+        )
+    };
+    if let Ok(n) = s.parse::<usize>() {
+        return Ok(if n == 0 {
+            Holdout::None
+        } else {
+            Holdout::Count(n)
+        });
+    }
+    let f: f64 = s.parse().map_err(|_| bad())?;
+    if (0.0..1.0).contains(&f) {
+        Ok(Holdout::Fraction(f))
+    } else {
+        Err(bad())
+    }
+}
+
+/// Everything `--report` writes for a training run.
+#[derive(Debug, Serialize)]
+struct TrainReport<'a> {
+    command: &'static str,
+    config: &'a TrainArgs,
+    train_samples: usize,
+    val_samples: usize,
+    val_source: &'static str,
+    kernel: &'static str,
+    epochs: Vec<EpochRecord>,
+    iterations: Vec<(usize, f64)>,
+    test: TestReport,
+    timing: Timing,
+}
+
+/// Features and labels of an evaluation set, prepared once.
+pub struct EvalSet {
+    pub x: Array2<f32>,
+    pub labels: Vec<u8>,
+}
+
+impl EvalSet {
+    /// The samples `indices` of `data`.
+    pub fn new(data: &Dataset, pre: &Preprocess, indices: &[usize]) -> Result<Self> {
+        let x =
+            Loader::features_of(data, pre, indices).context("evaluation indices out of range")?;
+        let labels = indices.iter().map(|&i| data.labels()[i]).collect();
+        Ok(Self { x, labels })
+    }
+
+    /// All of `data`.
+    pub fn all(data: &Dataset, pre: &Preprocess) -> Result<Self> {
+        let indices: Vec<usize> = (0..data.len()).collect();
+        Self::new(data, pre, &indices)
+    }
+}
+
+/// Runs `mnist train`.
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let plan = args.plan()?;
+    let mut log = Log::new(args.quiet);
+    log.line(&format!("seed {}", args.seed));
+
+    let t_load = Instant::now();
+    let train = open_part(&args.data_dir, Part::Train)?;
+    let test = open_part(&args.data_dir, Part::Test)?;
+    if train.pixels() != test.pixels() {
+        bail!(
+            "{}: training images have {} pixels but test images {}",
+            args.data_dir.display(),
+            train.pixels(),
+            test.pixels()
+        );
+    }
+    let names = class_names(&args.data_dir, train.classes());
+    let pre = Preprocess::default();
+    let (train_idx, val_idx) =
+        split_indices(train.len(), plan.holdout, args.seed).context("--val-size")?;
+    let test_set = EvalSet::all(&test, &pre)?;
+    let val_set = if val_idx.is_empty() {
+        None
+    } else {
+        Some(EvalSet::new(&train, &pre, &val_idx)?)
+    };
+    let loader_config = LoaderConfig {
+        batch_size: args.batch_size,
+        shuffle: true,
+        drop_last: false,
+        seed: args.seed,
+    };
+    let mut loader = Loader::with_indices(&train, pre.clone(), loader_config, &train_idx)?;
+    let load_seconds = t_load.elapsed().as_secs_f64();
+    log.line(&format!(
+        "train {} samples, validation {} ({}), test {}; {} features; {} batches of {} per epoch",
+        train_idx.len(),
+        val_set.as_ref().map_or(test.len(), |v| v.labels.len()),
+        if val_set.is_some() {
+            "held out"
+        } else {
+            "the test set, as in the post"
+        },
+        test.len(),
+        loader.features(),
+        loader.batches_per_epoch(),
+        args.batch_size
+    ));
+
+    let mut init_rng = ChaCha8Rng::seed_from_u64(args.seed);
+    init_rng.set_stream(u64::MAX - 1);
+    let mut model = LinearModel::new(loader.features(), train.classes(), plan.init, &mut init_rng)?;
+    let sgd = Sgd::new(args.batch_size)?;
+    let mut scratch = StepScratch::default();
+
+    let t_train = Instant::now();
+    log.start_bar((args.epochs * loader.batches_per_epoch()) as u64);
+    let mut epochs = Vec::with_capacity(args.epochs);
+    let mut iterations = Vec::with_capacity(args.epochs * loader.batches_per_epoch());
+    let eval_on = val_set.as_ref().unwrap_or(&test_set);
+    for epoch in 0..args.epochs {
+        let lr = plan.schedule.lr(epoch);
+        log.line(&format!("Set learning rate to {lr:.5}"));
+        loader.begin_epoch(epoch);
+        let mut batch_in_epoch = 0;
+        let mut loss_sum = 0.0;
+        while let Some(batch) = loader.next_batch() {
+            let iteration = iterations.len();
+            let loss = sgd
+                .step(&mut model, batch.x, batch.y, lr as f32, &mut scratch)
+                .with_context(|| {
+                    format!("epoch {epoch}, iteration {iteration}, learning rate {lr:e}; no model saved")
+                })?;
+            iterations.push((iteration, loss));
+            loss_sum += loss;
+            if args.log_every > 0 && batch_in_epoch % args.log_every == 0 {
+                log.line(&format!(
+                    "Iter {iteration:>5}  Epoch {epoch:>3}  Loss {loss:.5}  LR {lr:.5}"
+                ));
+            }
+            batch_in_epoch += 1;
+            log.tick();
+        }
+        let eval = evaluate(&model, eval_on.x.view(), &eval_on.labels)?;
+        let record = EpochRecord {
+            epoch,
+            lr,
+            train_loss: loss_sum / batch_in_epoch.max(1) as f64,
+            val_loss: eval.loss,
+            val_accuracy: eval.accuracy,
+        };
+        log.line(&format!(
+            "Epoch {epoch:>3}  train loss {:.5}  val loss {:.5}  val accuracy {:.4}",
+            record.train_loss, record.val_loss, record.val_accuracy
+        ));
+        epochs.push(record);
+    }
+    log.finish_bar();
+    let train_seconds = t_train.elapsed().as_secs_f64();
+
+    let t_test = Instant::now();
+    let eval = evaluate(&model, test_set.x.view(), &test_set.labels)?;
+    let test_report = TestReport::new(&eval.confusion, eval.loss, &names);
+    let test_seconds = t_test.elapsed().as_secs_f64();
+    println!(
+        "test accuracy {:.4}  loss {:.5}  ({} samples)",
+        test_report.accuracy, test_report.loss, test_report.samples
+    );
+    if !args.quiet {
+        print!("{}", test_report.render());
+    }
+    println!(
+        "timing: load {load_seconds:.3} s, train {train_seconds:.3} s (kernel: {})",
+        mnist_model::kernel_path()
+    );
+
+    if let Some(path) = &args.save {
+        model
+            .save(path)
+            .with_context(|| format!("--save {}", path.display()))?;
+        println!("model saved to {}", path.display());
+    }
+    if let Some(path) = &args.report {
+        let report = TrainReport {
+            command: "train",
+            config: args,
+            train_samples: train_idx.len(),
+            val_samples: eval_on.labels.len(),
+            val_source: if val_set.is_some() {
+                "held-out"
+            } else {
+                "test"
+            },
+            kernel: mnist_model::kernel_path(),
+            epochs,
+            iterations,
+            test: test_report,
+            timing: Timing {
+                load_seconds,
+                train_seconds,
+                test_seconds,
+            },
+        };
+        write_report(path, &report)?;
+    }
+    Ok(())
+}
+
+/// Serialises `report` and writes it atomically to `path`.
+pub fn write_report(path: &Path, report: &impl Serialize) -> Result<()> {
+    let json = serde_json::to_vec_pretty(report).context("serialising the report")?;
+    write_atomic(path, &json).with_context(|| format!("--report {}", path.display()))?;
+    println!("report written to {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! The `mnist` binary end to end on small synthetic datasets: training,
+//! saving, evaluating, reproducibility, and every rejected input.
+#![allow(clippy::unwrap_used)] // Tests unwrap what they built themselves.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use mnist_e2e::{idx_u8, write_synthetic};
+use serde_json::Value;
+
+fn mnist(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mnist"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A failed run: non-zero exit, one `error:` line naming `needle`, no panic,
+/// and training never started.
+fn assert_rejected(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "{needle:?} not in {err}");
+    assert!(!stdout(o).contains("Set learning rate"), "training started");
+}
+
+/// Settings under which a linear model learns the synthetic data quickly.
+const FAST: &[&str] = &[
+    "--epochs",
+    "3",
+    "--batch-size",
+    "64",
+    "--warmup",
+    "0:1",
+    "--lr-max",
+    "0.5",
+    "--lr-min",
+    "0.05",
+    "--log-every",
+    "0",
+];
+
+fn train(data: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", "--data-dir", data.to_str().unwrap()];
+    args.extend_from_slice(FAST);
+    args.extend_from_slice(extra);
+    mnist(&args)
+}
+
+#[test]
+fn trains_saves_reports_and_evaluates() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 2000, 500).unwrap();
+    let model = dir.path().join("model.json");
+    let report = dir.path().join("report.json");
+    let o = train(
+        &data,
+        &[
+            "--init",
+            "zeros",
+            "--save",
+            model.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("Set learning rate to 0.50000"), "{out}");
+    assert!(out.contains("confusion matrix"), "{out}");
+
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let acc = r["test"]["accuracy"].as_f64().unwrap();
+    assert!(acc > 0.95, "synthetic data is learnable: {acc}");
+    assert_eq!(r["config"]["seed"], 0);
+    assert_eq!(r["config"]["batch_size"], 64);
+    assert_eq!(r["epochs"].as_array().unwrap().len(), 3);
+    for key in ["epoch", "lr", "train_loss", "val_loss", "val_accuracy"] {
+        assert!(r["epochs"][0].get(key).is_some(), "epochs[0].{key}");
+    }
+    // 2000 samples in batches of 64: 32 batches an epoch, the last of 16.
+    assert_eq!(r["iterations"].as_array().unwrap().len(), 3 * 32);
+    assert_eq!(r["iterations"][95][0], 95);
+    let confusion = r["test"]["confusion"].as_array().unwrap();
+    assert_eq!(confusion.len(), 10);
+    let total: u64 = confusion
+        .iter()
+        .flat_map(|row| row.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 500);
+    assert_eq!(r["test"]["per_class"][3]["support"], 50);
+    assert!(r["timing"]["train_seconds"].as_f64().unwrap() > 0.0);
+    // The last epoch's validation (the test set, as in the post) is the test.
+    assert_eq!(r["epochs"][2]["val_accuracy"], r["test"]["accuracy"]);
+
+    // `eval` on the saved model reproduces the test result exactly.
+    let eval_report = dir.path().join("eval.json");
+    let o = mnist(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--report",
+        eval_report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e: Value = serde_json::from_slice(&std::fs::read(&eval_report).unwrap()).unwrap();
+    assert_eq!(e["test"]["accuracy"], r["test"]["accuracy"]);
+    assert_eq!(e["test"]["confusion"], r["test"]["confusion"]);
+    assert_eq!(e["test"]["loss"], r["test"]["loss"]);
+}
+
+#[test]
+fn same_seed_same_model_bits_other_seed_other_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 600, 100).unwrap();
+    let run = |name: &str, seed: &str| {
+        let path = dir.path().join(name);
+        let o = train(
+            &data,
+            &[
+                "--init",
+                "normal",
+                "--seed",
+                seed,
+                "--save",
+                path.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read(path).unwrap()
+    };
+    let a = run("a.json", "7");
+    let b = run("b.json", "7");
+    let c = run("c.json", "8");
+    assert_eq!(a, b, "same seed, same bytes");
+    assert_ne!(a, c, "another seed, another model");
+}
+
+#[test]
+fn missing_data_says_how_to_fetch_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nothing-here");
+    let o = mnist(&["train", "--data-dir", missing.to_str().unwrap()]);
+    assert_rejected(&o, "cargo xtask fetch-data");
+
+    // One of the four files missing.
+    let data = dir.path().join("data");
+    write_synthetic(&data, 20, 10).unwrap();
+    std::fs::remove_file(data.join("t10k-labels-idx1-ubyte")).unwrap();
+    let o = mnist(&["train", "--data-dir", data.to_str().unwrap()]);
+    assert_rejected(&o, "t10k-labels-idx1-ubyte not found");
+
+    // A .gz where the raw file is expected.
+    std::fs::write(data.join("t10k-labels-idx1-ubyte.gz"), [0x1f, 0x8b, 8, 0]).unwrap();
+    let o = mnist(&["train", "--data-dir", data.to_str().unwrap()]);
+    assert_rejected(&o, "must be decompressed");
+}
+
+#[test]
+fn bad_data_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 20, 10).unwrap();
+    // Labels count disagrees with images.
+    std::fs::write(data.join("t10k-labels-idx1-ubyte"), idx_u8(&[9], &[0; 9])).unwrap();
+    let o = mnist(&["train", "--data-dir", data.to_str().unwrap()]);
+    assert_rejected(&o, "has 10 images but");
+    // A label outside the ten classes.
+    std::fs::write(
+        data.join("t10k-labels-idx1-ubyte"),
+        idx_u8(&[10], &[0, 1, 2, 3, 4, 5, 6, 7, 8, 10]),
+    )
+    .unwrap();
+    let o = mnist(&["train", "--data-dir", data.to_str().unwrap()]);
+    assert_rejected(&o, "label 10 at index 9 is outside the 10 classes");
+}
+
+#[test]
+fn bad_flags_are_rejected_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 20, 10).unwrap();
+    let d = data.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--batch-size", "0"], "--batch-size"),
+        (&["--epochs", "0"], "--epochs"),
+        (&["--epochs", "99999999999"], "--epochs"),
+        (&["--lr-min", "-0.1"], "--lr-min"),
+        (&["--lr-max", "1e300"], "--lr-max"),
+        (&["--lr-max", "0"], "--lr-min/--lr-max"),
+        (&["--lr-min", "0.5", "--lr-max", "0.1"], "--lr-min/--lr-max"),
+        (&["--cosine-period", "0"], "--cosine-period"),
+        (&["--warmup", "0:x"], "--warmup"),
+        (&["--warmup", "2:1,1:0.1"], "--warmup"),
+        (&["--warmup", "0:1,0:0.5"], "--warmup"),
+        (&["--warmup", "0:-1"], "--warmup"),
+        (&["--val-size", "1.5"], "--val-size"),
+        (
+            &["--save", "/nonexistent-dir/m.json"],
+            "--save /nonexistent-dir/m.json",
+        ),
+        (&["--report", "/nonexistent-dir/r.json"], "--report"),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["train", "--data-dir", d];
+        args.extend_from_slice(extra);
+        let o = mnist(&args);
+        assert_rejected(&o, needle);
+    }
+    // clap's own errors: a value that is not a number.
+    let o = mnist(&["train", "--batch-size", "many"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--batch-size"));
+}
+
+#[test]
+fn divergence_stops_with_context_and_saves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 200, 50).unwrap();
+    let model = dir.path().join("model.json");
+    let o = mnist(&[
+        "train",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--batch-size",
+        "16",
+        "--lr-min",
+        "1e37",
+        "--lr-max",
+        "3e38",
+        "--warmup",
+        "0:1",
+        "--save",
+        model.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("diverged"), "{err}");
+    assert!(err.contains("epoch 0, iteration"), "{err}");
+    assert!(err.contains("no model saved"), "{err}");
+    assert!(!model.exists());
+}
+
+#[test]
+fn inspect_describes_good_files_and_rejects_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 12, 10).unwrap();
+    let images = data.join("train-images-idx3-ubyte");
+    let o = mnist(&["inspect", images.to_str().unwrap(), "--show", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("dims:     12 x 28 x 28"), "{out}");
+    assert!(out.contains("12 images"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.len() == 56).count(), 28, "{out}");
+
+    let bytes = std::fs::read(&images).unwrap();
+    let truncated = dir.path().join("truncated");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 5]).unwrap();
+    let overlong = dir.path().join("overlong");
+    std::fs::write(&overlong, [&bytes[..], &[0, 0]].concat()).unwrap();
+    let wrong_magic = dir.path().join("wrong-magic");
+    let mut wm = bytes.clone();
+    wm[2] = 0x42;
+    std::fs::write(&wrong_magic, wm).unwrap();
+    for (path, needle) in [
+        (&truncated, "truncated data"),
+        (&overlong, "trailing bytes"),
+        (&wrong_magic, "unknown IDX type byte 0x42"),
+    ] {
+        let o = mnist(&["inspect", path.to_str().unwrap()]);
+        assert_rejected(&o, needle);
+        assert!(stderr(&o).contains(path.to_str().unwrap()));
+    }
+    let o = mnist(&["inspect", images.to_str().unwrap(), "--show", "12"]);
+    assert_rejected(&o, "has 12 images");
+}
