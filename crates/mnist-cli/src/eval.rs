@@ -73,11 +73,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         &class_names(&args.data_dir, test.classes()),
     );
     let test_seconds = t_test.elapsed().as_secs_f64();
-    println!(
+    say!(
         "test accuracy {:.4}  loss {:.5}  ({} samples)",
-        report.accuracy, report.loss, report.samples
+        report.accuracy,
+        report.loss,
+        report.samples
     );
-    print!("{}", report.render());
+    say_raw!("{}", report.render());
     if let Some(path) = &args.report {
         write_report(
             path,

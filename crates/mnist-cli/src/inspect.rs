@@ -94,7 +94,7 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             }
         }
     }
-    print!("{out}");
+    say_raw!("{out}");
     Ok(())
 }
 

@@ -22,8 +22,8 @@ impl Log {
             return;
         }
         match &self.bar {
-            Some(bar) => bar.suspend(|| println!("{s}")),
-            None => println!("{s}"),
+            Some(bar) => bar.suspend(|| say!("{s}")),
+            None => say!("{s}"),
         }
     }
 

@@ -293,14 +293,16 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let eval = evaluate(&model, test_set.x.view(), &test_set.labels)?;
     let test_report = TestReport::new(&eval.confusion, eval.loss, &names);
     let test_seconds = t_test.elapsed().as_secs_f64();
-    println!(
+    say!(
         "test accuracy {:.4}  loss {:.5}  ({} samples)",
-        test_report.accuracy, test_report.loss, test_report.samples
+        test_report.accuracy,
+        test_report.loss,
+        test_report.samples
     );
     if !args.quiet {
-        print!("{}", test_report.render());
+        say_raw!("{}", test_report.render());
     }
-    println!(
+    say!(
         "timing: load {load_seconds:.3} s, train {train_seconds:.3} s (kernel: {})",
         mnist_model::kernel_path()
     );
@@ -309,7 +311,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         model
             .save(path)
             .with_context(|| format!("--save {}", path.display()))?;
-        println!("model saved to {}", path.display());
+        say!("model saved to {}", path.display());
     }
     if let Some(path) = &args.report {
         let report = TrainReport {
@@ -341,6 +343,6 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 pub fn write_report(path: &Path, report: &impl Serialize) -> Result<()> {
     let json = serde_json::to_vec_pretty(report).context("serialising the report")?;
     write_atomic(path, &json).with_context(|| format!("--report {}", path.display()))?;
-    println!("report written to {}", path.display());
+    say!("report written to {}", path.display());
     Ok(())
 }
