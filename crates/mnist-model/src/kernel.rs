@@ -91,12 +91,13 @@ fn chunk_fma<M: Arith, const R: usize, const G: usize>(
     w: &[f32],
 ) {
     let w = &w[..G * LANES];
-    for r in 0..R {
-        let xr = &x[r][..LANES];
-        for g in 0..G {
-            let wg = &w[g * LANES..(g + 1) * LANES];
+    let x: [&[f32]; R] = std::array::from_fn(|r| &x[r][..LANES]);
+    // Each weight chunk is loaded once and feeds all `R` rows.
+    for g in 0..G {
+        let wg = &w[g * LANES..(g + 1) * LANES];
+        for r in 0..R {
             for k in 0..LANES {
-                acc[r][g][k] = M::mul_add(xr[k], wg[k], acc[r][g][k]);
+                acc[r][g][k] = M::mul_add(x[r][k], wg[k], acc[r][g][k]);
             }
         }
     }
@@ -190,8 +191,8 @@ fn class_groups<M: Arith, const R: usize, const G: usize>(
     }
 }
 
-/// `grad[chunk i.., classes cg..cg+G] += sum_r g[r][c] * x[r][chunk]` for
-/// `S` consecutive chunks starting at chunk `i`, rows in order.
+/// `grad[chunks i..i+S, classes cg..cg+G] += sum_r g[r][c] * x[r][chunk]`,
+/// rows in order; the chunks must be full (not the zero-padded last one).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn gradient_strip<M: Arith, const S: usize, const G: usize>(
@@ -211,24 +212,18 @@ fn gradient_strip<M: Arith, const S: usize, const G: usize>(
             acc[s][c].copy_from_slice(&grad[at..at + LANES]);
         }
     }
-    let full = features / LANES;
+    let o = i * LANES;
     for r in 0..rows {
-        let xr = &x[r * features..(r + 1) * features];
+        let xc = &x[r * features + o..r * features + o + S * LANES];
         let gr = &g[r * classes + cg..r * classes + cg + G];
-        for s in 0..S {
-            let mut tail = [0.0f32; LANES];
-            let xc: &[f32] = if i + s < full {
-                &xr[(i + s) * LANES..(i + s + 1) * LANES]
-            } else {
-                let o = (i + s) * LANES;
-                tail[..features - o].copy_from_slice(&xr[o..]);
-                &tail
-            };
-            let xc = &xc[..LANES];
-            for c in 0..G {
-                let gv = gr[c];
+        let xs: [&[f32]; S] = std::array::from_fn(|s| &xc[s * LANES..(s + 1) * LANES]);
+        for c in 0..G {
+            // A splatted array rather than a scalar: the vectoriser then sees
+            // the same lane-by-lane shape as in `chunk_fma`.
+            let gb = [gr[c]; LANES];
+            for s in 0..S {
                 for k in 0..LANES {
-                    acc[s][c][k] = M::mul_add(gv, xc[k], acc[s][c][k]);
+                    acc[s][c][k] = M::mul_add(gb[k], xs[s][k], acc[s][c][k]);
                 }
             }
         }
@@ -237,6 +232,36 @@ fn gradient_strip<M: Arith, const S: usize, const G: usize>(
         for c in 0..G {
             let at = ((i + s) * classes + cg + c) * LANES;
             grad[at..at + LANES].copy_from_slice(&acc[s][c]);
+        }
+    }
+}
+
+/// The same sums for the last, partial chunk of `features % LANES` lanes:
+/// lane by lane, rows in order, exactly as the full chunks.
+#[inline(always)]
+fn gradient_tail<M: Arith>(
+    x: &[f32],
+    rows: usize,
+    features: usize,
+    g: &[f32],
+    classes: usize,
+    grad: &mut [f32],
+) {
+    let full = features / LANES;
+    let o = full * LANES;
+    let rest = features - o;
+    if rest == 0 {
+        return;
+    }
+    for c in 0..classes {
+        let at = (full * classes + c) * LANES;
+        let acc = &mut grad[at..at + rest];
+        for r in 0..rows {
+            let gv = g[r * classes + c];
+            let xr = &x[r * features + o..(r + 1) * features];
+            for (a, &xv) in acc.iter_mut().zip(xr) {
+                *a = M::mul_add(gv, xv, *a);
+            }
         }
     }
 }
@@ -251,26 +276,27 @@ fn gradient<M: Arith, const S: usize, const G: usize>(
     classes: usize,
     grad: &mut [f32],
 ) {
-    let n_chunks = chunks(features);
+    let full = features / LANES;
     let mut cg = 0;
     while cg + G <= classes {
         let mut i = 0;
-        while i + S <= n_chunks {
+        while i + S <= full {
             gradient_strip::<M, S, G>(x, rows, features, g, classes, cg, i, grad);
             i += S;
         }
-        while i < n_chunks {
+        while i < full {
             gradient_strip::<M, 1, G>(x, rows, features, g, classes, cg, i, grad);
             i += 1;
         }
         cg += G;
     }
     while cg < classes {
-        for i in 0..n_chunks {
+        for i in 0..full {
             gradient_strip::<M, 1, 1>(x, rows, features, g, classes, cg, i, grad);
         }
         cg += 1;
     }
+    gradient_tail::<M>(x, rows, features, g, classes, grad);
 }
 
 /// Probabilities `sigmoid(X W)` of `rows` rows into `out` (`rows x classes`).
@@ -306,7 +332,9 @@ pub(crate) enum Op<'a> {
 /// The body shared by every instruction set; inlined into each entry point
 /// so it is compiled with that entry point's target features.
 #[inline(always)]
-fn execute<M: Arith, const R: usize, const G: usize, const S: usize>(op: Op<'_>) -> f64 {
+fn execute<M: Arith, const R: usize, const G: usize, const S: usize, const GG: usize>(
+    op: Op<'_>,
+) -> f64 {
     match op {
         Op::Forward(f) => {
             let out = &mut f.out[..f.rows * f.classes];
@@ -331,7 +359,7 @@ fn execute<M: Arith, const R: usize, const G: usize, const S: usize>(op: Op<'_>)
                     loss += bce_term(prob, yv);
                     *pv = prob - yv;
                 }
-                gradient::<M, S, G>(x, n, features, p, classes, s.grad);
+                gradient::<M, S, GG>(x, n, features, p, classes, s.grad);
                 r0 += n;
             }
             loss
@@ -342,15 +370,16 @@ fn execute<M: Arith, const R: usize, const G: usize, const S: usize>(op: Op<'_>)
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn execute_avx512(op: Op<'_>) -> f64 {
-    // 2 rows x 10 classes = 20 of the 32 zmm registers as accumulators.
-    execute::<Fused, 2, 10, 2>(op)
+    // Forward: 2 rows x 5 classes, each weight load feeding two FMAs.
+    // Gradient: 10 classes, each input load feeding ten FMAs.
+    execute::<Fused, 2, 5, 1, 10>(op)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn execute_avx2(op: Op<'_>) -> f64 {
     // 5 classes x 2 ymm halves = 10 of the 16 ymm registers as accumulators.
-    execute::<Fused, 1, 5, 1>(op)
+    execute::<Fused, 1, 5, 1, 5>(op)
 }
 
 /// Which code path [`run`] takes on this machine, for benchmarks and reports.
@@ -387,22 +416,22 @@ pub(crate) fn run(op: Op<'_>) -> f64 {
     #[cfg(target_arch = "aarch64")]
     {
         // NEON has fused multiply-add on every aarch64 CPU.
-        execute::<Fused, 1, 5, 1>(op)
+        execute::<Fused, 1, 5, 1, 5>(op)
     }
     #[cfg(not(target_arch = "aarch64"))]
     {
-        execute::<Separate, 1, 5, 1>(op)
+        execute::<Separate, 1, 5, 1, 5>(op)
     }
 }
 
 /// Runs `op` on the portable path, whatever the CPU (for tests).
 #[cfg(test)]
 pub(crate) fn run_portable(op: Op<'_>) -> f64 {
-    execute::<Separate, 1, 5, 1>(op)
+    execute::<Separate, 1, 5, 1, 5>(op)
 }
 
 /// Runs `op` with FMA but the smallest register blocking (for tests).
 #[cfg(test)]
 pub(crate) fn run_fused_small(op: Op<'_>) -> f64 {
-    execute::<Fused, 1, 3, 1>(op)
+    execute::<Fused, 1, 3, 1, 3>(op)
 }

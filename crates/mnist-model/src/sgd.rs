@@ -568,6 +568,41 @@ mod tests {
     }
 
     #[test]
+    fn register_blocking_does_not_change_the_gradient_bits() {
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        let (rows, f, c) = (77, 785, 10);
+        let w = random(f, c, 0.1, &mut rng);
+        let x = random(rows, f, 0.5, &mut rng);
+        let y = one_hot(&random_labels(rows, c, &mut rng), c);
+        let m = LinearModel::from_weights(w.view()).expect("ok");
+        let len = kernel::packed_len(f, c);
+        let mut results = Vec::new();
+        for run in [kernel::run, kernel::run_fused_small] {
+            let mut grad = vec![0.0f32; len];
+            let mut block = vec![0.0f32; kernel::STEP_BLOCK * c];
+            let loss = run(kernel::Op::Step(kernel::Step {
+                x: x.as_slice().expect("standard"),
+                y: y.as_slice().expect("standard"),
+                rows,
+                features: f,
+                classes: c,
+                packed: m.packed(),
+                grad: &mut grad,
+                block: &mut block,
+            }));
+            results.push((loss, grad));
+        }
+        if kernel::path() != "portable" {
+            assert_eq!(results[0].0.to_bits(), results[1].0.to_bits());
+            assert!(results[0]
+                .1
+                .iter()
+                .zip(&results[1].1)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
+
+    #[test]
     fn threads_do_not_change_the_bits() {
         let mut rng = ChaCha8Rng::seed_from_u64(16);
         let w = random(785, 10, 0.1, &mut rng);
