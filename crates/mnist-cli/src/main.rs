@@ -22,6 +22,7 @@ macro_rules! say_raw {
     }};
 }
 
+mod checkpoint;
 mod data;
 mod eval;
 mod inspect;
@@ -70,7 +71,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            if err.is::<train::Interrupted>() {
+                // The shell's convention for a process ended by SIGINT.
+                ExitCode::from(130)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

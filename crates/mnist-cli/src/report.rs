@@ -6,7 +6,7 @@ use mnist_model::ConfusionMatrix;
 use serde::Serialize;
 
 /// One epoch of training.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct EpochRecord {
     /// Epoch number, from 0.
     pub epoch: usize,

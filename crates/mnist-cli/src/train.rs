@@ -13,15 +13,19 @@ use mnist_model::{
 use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::checkpoint::{prepare_dir, Checkpoint};
 use crate::data::{class_names, open_part};
 use crate::output::{check_writable, write_atomic};
 use crate::progress::Log;
 use crate::report::{EpochRecord, TestReport, Timing};
 
 /// How the weights start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InitArg {
     /// Standard normal N(0, 1), as in the post.
@@ -30,8 +34,22 @@ pub enum InitArg {
     Zeros,
 }
 
+/// The settings a resumed run takes from its checkpoint.
+const FROM_CHECKPOINT: [&str; 10] = [
+    "data_dir",
+    "epochs",
+    "batch_size",
+    "lr_min",
+    "lr_max",
+    "cosine_period",
+    "warmup",
+    "init",
+    "seed",
+    "val_size",
+];
+
 /// Arguments of `mnist train`; the defaults are the post's settings.
-#[derive(Debug, Clone, Args, Serialize)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct TrainArgs {
     /// Folder with the four decompressed IDX files.
     #[arg(long, value_name = "DIR", default_value = "data/mnist")]
@@ -75,6 +93,16 @@ pub struct TrainArgs {
     /// Write the full report here (JSON).
     #[arg(long, value_name = "REPORT.json")]
     pub report: Option<PathBuf>,
+    /// Write a checkpoint into DIR after every epoch.
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue the run whose checkpoints are in DIR, with its settings, and
+    /// keep checkpointing there; ends with the same model as a run that was
+    /// never interrupted.
+    #[arg(long, value_name = "DIR", conflicts_with_all = FROM_CHECKPOINT)]
+    #[serde(skip)]
+    pub resume: Option<PathBuf>,
     /// Print only the final results.
     #[arg(long, short)]
     #[serde(skip)]
@@ -189,8 +217,28 @@ impl EvalSet {
 }
 
 /// Runs `mnist train`.
-pub fn run(args: &TrainArgs) -> Result<()> {
+pub fn run(given: &TrainArgs) -> Result<()> {
+    // A resumed run takes its settings from the checkpoint, and the outputs
+    // from the command line.
+    let (args, resumed) = match &given.resume {
+        Some(dir) => {
+            let (ck, model) = Checkpoint::load(dir)?;
+            let mut args = ck.config.clone();
+            args.save.clone_from(&given.save);
+            args.report.clone_from(&given.report);
+            args.quiet = given.quiet;
+            args.log_every = given.log_every;
+            args.checkpoint_dir = Some(given.checkpoint_dir.clone().unwrap_or_else(|| dir.clone()));
+            (args, Some((ck, model)))
+        }
+        None => (given.clone(), None),
+    };
+    let args = &args;
     let plan = args.plan()?;
+    if let Some(dir) = &args.checkpoint_dir {
+        prepare_dir(dir)?;
+    }
+    let interrupted = interrupt_flag()?;
     let mut log = Log::new(args.quiet);
     log.line(&format!("seed {}", args.seed));
 
@@ -238,24 +286,55 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         args.batch_size
     ));
 
-    let mut init_rng = ChaCha8Rng::seed_from_u64(args.seed);
-    init_rng.set_stream(u64::MAX - 1);
-    let mut model = LinearModel::new(loader.features(), train.classes(), plan.init, &mut init_rng)?;
+    let (mut model, mut epochs, mut iterations) = match resumed {
+        Some((ck, model)) => {
+            if model.features() != loader.features() || model.classes() != train.classes() {
+                bail!(
+                    "--resume: the checkpoint's model takes {} features and {} classes, the data gives {} and {}",
+                    model.features(),
+                    model.classes(),
+                    loader.features(),
+                    train.classes()
+                );
+            }
+            log.line(&format!(
+                "resuming after epoch {} of {}",
+                ck.epochs_done, args.epochs
+            ));
+            (model, ck.epochs, ck.iterations)
+        }
+        None => {
+            let mut init_rng = ChaCha8Rng::seed_from_u64(args.seed);
+            init_rng.set_stream(u64::MAX - 1);
+            let model =
+                LinearModel::new(loader.features(), train.classes(), plan.init, &mut init_rng)?;
+            (model, Vec::new(), Vec::new())
+        }
+    };
+    let first_epoch = epochs.len();
     let sgd = Sgd::new(args.batch_size)?;
     let mut scratch = StepScratch::default();
 
     let t_train = Instant::now();
-    log.start_bar((args.epochs * loader.batches_per_epoch()) as u64);
-    let mut epochs = Vec::with_capacity(args.epochs);
-    let mut iterations = Vec::with_capacity(args.epochs * loader.batches_per_epoch());
+    log.start_bar(((args.epochs - first_epoch) * loader.batches_per_epoch()) as u64);
+    epochs.reserve(args.epochs);
+    iterations.reserve(args.epochs * loader.batches_per_epoch());
     let eval_on = val_set.as_ref().unwrap_or(&test_set);
-    for epoch in 0..args.epochs {
+    for epoch in first_epoch..args.epochs {
         let lr = plan.schedule.lr(epoch);
         log.line(&format!("Set learning rate to {lr:.5}"));
         loader.begin_epoch(epoch);
         let mut batch_in_epoch = 0;
         let mut loss_sum = 0.0;
         while let Some(batch) = loader.next_batch() {
+            if interrupted.load(Ordering::Relaxed) {
+                log.finish_bar();
+                return Err(Interrupted {
+                    epoch,
+                    checkpoint_dir: args.checkpoint_dir.clone(),
+                }
+                .into());
+            }
             let iteration = iterations.len();
             let loss = sgd
                 .step(&mut model, batch.x, batch.y, lr as f32, &mut scratch)
@@ -285,6 +364,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             record.train_loss, record.val_loss, record.val_accuracy
         ));
         epochs.push(record);
+        if let Some(dir) = &args.checkpoint_dir {
+            Checkpoint::new(args, &model, &epochs, &iterations)?.save(dir)?;
+        }
     }
     log.finish_bar();
     let train_seconds = t_train.elapsed().as_secs_f64();
@@ -345,4 +427,42 @@ pub fn write_report(path: &Path, report: &impl Serialize) -> Result<()> {
     write_atomic(path, &json).with_context(|| format!("--report {}", path.display()))?;
     say!("report written to {}", path.display());
     Ok(())
+}
+
+/// Training stopped by Ctrl-C (SIGINT).
+#[derive(Debug)]
+pub struct Interrupted {
+    /// The epoch under way; as many epochs are complete.
+    epoch: usize,
+    checkpoint_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted during epoch {}; ", self.epoch)?;
+        match &self.checkpoint_dir {
+            Some(dir) if self.epoch > 0 => write!(
+                f,
+                "{} epochs are saved in {}: continue with `mnist train --resume {}`",
+                self.epoch,
+                dir.display(),
+                dir.display()
+            ),
+            Some(_) => f.write_str("no epoch was complete, so there is no checkpoint to resume"),
+            None => f.write_str(
+                "no checkpoint was written (pass --checkpoint-dir DIR to be able to resume)",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// A flag that Ctrl-C sets; the training loop checks it between batches.
+fn interrupt_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = Arc::clone(&flag);
+    ctrlc::set_handler(move || set.store(true, Ordering::Relaxed))
+        .context("cannot install the Ctrl-C handler")?;
+    Ok(flag)
 }

@@ -292,3 +292,145 @@ fn inspect_describes_good_files_and_rejects_bad_ones() {
     let o = mnist(&["inspect", images.to_str().unwrap(), "--show", "12"]);
     assert_rejected(&o, "has 12 images");
 }
+
+/// Reads the number of completed epochs from a checkpoint, if one is there.
+fn checkpoint_epochs(dir: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(dir.join("checkpoint.json")).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    v["epochs_done"].as_u64()
+}
+
+/// Starts a long training run with checkpoints, waits until two epochs are
+/// saved, then sends `signal` to it; returns its output.
+fn interrupt_after_two_epochs(data: &Path, ckpt: &Path, signal: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train".to_string(),
+        "--data-dir".into(),
+        data.to_str().unwrap().into(),
+        "--checkpoint-dir".into(),
+        ckpt.to_str().unwrap().into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let child = Command::new(env!("CARGO_BIN_EXE_mnist"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while checkpoint_epochs(ckpt).unwrap_or(0) < 2 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait_with_output().unwrap()
+}
+
+/// Settings of a run long enough to interrupt: many short epochs.
+const LONG: &[&str] = &[
+    "--epochs",
+    "400",
+    "--batch-size",
+    "8",
+    "--log-every",
+    "0",
+    "--seed",
+    "5",
+    "--lr-min",
+    "0.01",
+    "--cosine-period",
+    "7",
+];
+
+#[test]
+fn a_killed_run_resumes_to_the_same_model_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 400, 50).unwrap();
+    let d = data.to_str().unwrap();
+
+    // The run that is never interrupted.
+    let whole = dir.path().join("whole.json");
+    let mut args = vec!["train", "--data-dir", d, "--save", whole.to_str().unwrap()];
+    args.extend_from_slice(LONG);
+    let o = mnist(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // The same run killed (SIGKILL: no chance to clean up) after two epochs.
+    let ckpt = dir.path().join("ckpt");
+    let o = interrupt_after_two_epochs(&data, &ckpt, "-KILL", LONG);
+    assert!(!o.status.success());
+    let done = checkpoint_epochs(&ckpt).unwrap();
+    assert!((2..400).contains(&done), "killed mid-run: {done}");
+    // Nothing half-written beside the checkpoint.
+    let names: Vec<_> = std::fs::read_dir(&ckpt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with(".mnist-"))
+        .collect();
+    assert_eq!(names, ["checkpoint.json"]);
+
+    // Resumed: settings come from the checkpoint.
+    let resumed = dir.path().join("resumed.json");
+    let o = mnist(&[
+        "train",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--save",
+        resumed.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&format!("resuming after epoch {done} of 400")));
+    assert_eq!(
+        std::fs::read(&whole).unwrap(),
+        std::fs::read(&resumed).unwrap(),
+        "the resumed run ends with the uninterrupted run's model"
+    );
+    assert_eq!(checkpoint_epochs(&ckpt), Some(400));
+
+    // Settings cannot be changed on resume.
+    let o = mnist(&["train", "--resume", ckpt.to_str().unwrap(), "--seed", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--seed"), "{}", stderr(&o));
+}
+
+#[test]
+fn ctrl_c_stops_at_once_and_says_how_to_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 400, 50).unwrap();
+    let ckpt = dir.path().join("ckpt");
+    let model = dir.path().join("model.json");
+    let mut extra = LONG.to_vec();
+    extra.extend_from_slice(&["--save", model.to_str().unwrap()]);
+    let o = interrupt_after_two_epochs(&data, &ckpt, "-INT", &extra);
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("error: interrupted during epoch"), "{err}");
+    assert!(
+        err.contains(&format!("mnist train --resume {}", ckpt.display())),
+        "{err}"
+    );
+    assert!(!model.exists(), "no model saved from an interrupted run");
+    let done = checkpoint_epochs(&ckpt).unwrap();
+    assert!(err.contains(&format!("{done} epochs are saved")), "{err}");
+}
+
+#[test]
+fn resume_rejects_a_missing_or_damaged_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = mnist(&["train", "--resume", dir.path().to_str().unwrap()]);
+    assert_rejected(&o, "cannot read");
+    std::fs::write(dir.path().join("checkpoint.json"), "{\"format\": 1").unwrap();
+    let o = mnist(&["train", "--resume", dir.path().to_str().unwrap()]);
+    assert_rejected(&o, "not a checkpoint");
+}
