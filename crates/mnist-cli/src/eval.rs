@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use mnist_data::{Part, Preprocess};
 use mnist_model::{evaluate, LinearModel};
@@ -48,8 +48,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         check_writable("--report", path)?;
     }
     let t_load = Instant::now();
-    let model = LinearModel::load(&args.model)
-        .with_context(|| format!("--model {}", args.model.display()))?;
+    // The model's errors name the file.
+    let model = LinearModel::load(&args.model)?;
     let test = open_part(&args.data_dir, Part::Test)?;
     let pre = Preprocess::default();
     if pre.features(test.pixels()) != model.features() || test.classes() != model.classes() {

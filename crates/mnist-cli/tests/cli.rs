@@ -216,6 +216,12 @@ fn bad_flags_are_rejected_before_training() {
             "--save /nonexistent-dir/m.json",
         ),
         (&["--report", "/nonexistent-dir/r.json"], "--report"),
+        (
+            &["--report", "/proc/r.json"],
+            "--report /proc/r.json: cannot write in /proc",
+        ),
+        (&["--lr-min", "0"], "lr_min must be finite and positive"),
+        (&["--checkpoint-dir", "/proc/x"], "--checkpoint-dir /proc/x"),
     ];
     for (extra, needle) in cases {
         let mut args = vec!["train", "--data-dir", d];
@@ -433,4 +439,55 @@ fn resume_rejects_a_missing_or_damaged_checkpoint() {
     std::fs::write(dir.path().join("checkpoint.json"), "{\"format\": 1").unwrap();
     let o = mnist(&["train", "--resume", dir.path().to_str().unwrap()]);
     assert_rejected(&o, "not a checkpoint");
+}
+
+#[test]
+fn eval_rejects_every_kind_of_bad_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 100, 20).unwrap();
+    let d = data.to_str().unwrap();
+    let good = dir.path().join("good.json");
+    let o = train(&data, &["--save", good.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&good).unwrap();
+    let json: Value = serde_json::from_str(&text).unwrap();
+    let with = |key: &str, value: Value| {
+        let mut j = json.clone();
+        j[key] = value;
+        j.to_string()
+    };
+    let mut short = json.clone();
+    short["weights"].as_array_mut().unwrap().pop();
+    let mut huge = json.clone();
+    huge["weights"][5][2] = serde_json::json!(1e39);
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("not-json", "hello".into(), "not valid JSON"),
+        ("truncated", text[..text.len() / 2].into(), "not valid JSON"),
+        (
+            "format",
+            with("format", "other".into()),
+            "expected format \"mnist-model\", found \"other\"",
+        ),
+        (
+            "version",
+            with("version", 9.into()),
+            "expected version 1, found 9",
+        ),
+        ("shape", short.to_string(), "expected 785 weight rows"),
+        ("non-finite", huge.to_string(), "is not a finite f32"),
+    ];
+    for (name, content, needle) in cases {
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, content).unwrap();
+        let o = mnist(&["eval", "--data-dir", d, "--model", path.to_str().unwrap()]);
+        assert_rejected(&o, needle);
+        assert!(
+            stderr(&o).contains(path.to_str().unwrap()),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = mnist(&["eval", "--data-dir", d, "--model", "/nonexistent/m.json"]);
+    assert_rejected(&o, "model file /nonexistent/m.json: No such file");
 }

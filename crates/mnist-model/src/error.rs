@@ -91,12 +91,12 @@ pub enum Error {
     },
 
     /// Reading or writing a model file failed at the operating-system level.
-    #[error("model file {}: {source}", path.display())]
+    #[error("model file {}: {error}", path.display())]
     Io {
         /// The model file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A model file is not a valid model.

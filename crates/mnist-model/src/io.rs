@@ -123,9 +123,9 @@ impl LinearModel {
     /// ```
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = self.to_json_string()?;
-        write_atomically(path, text.as_bytes()).map_err(|source| Error::Io {
+        write_atomically(path, text.as_bytes()).map_err(|error| Error::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })
     }
 
@@ -137,9 +137,9 @@ impl LinearModel {
     /// `path` and what is wrong with its contents, e.g.
     /// `model file data/m.json: expected format "mnist-model", found "foo"`.
     pub fn load(path: &Path) -> Result<Self> {
-        let io_error = |source| Error::Io {
+        let io_error = |error| Error::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let bytes = fs::read(path).map_err(io_error)?;
         let text = std::str::from_utf8(&bytes).map_err(|e| Error::ModelFile {
