@@ -160,6 +160,7 @@ impl std::error::Error for AllMirrorsFailed {}
 pub fn fetch(spec: &DatasetSpec, options: &Options) -> anyhow::Result<Report> {
     let dir = options.out_dir.join(&spec.name);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let _lock = lock(&options.out_dir, &spec.name, options.progress)?;
     remove_stale_parts(&dir, spec);
 
     let client = Client::new(options.timeout);
@@ -238,6 +239,36 @@ pub fn fetch(spec: &DatasetSpec, options: &Options) -> anyhow::Result<Report> {
         }
     }
     Ok(Report { dir, files })
+}
+
+/// Takes `<out_dir>/.<name>.lock` for the whole run, so that two fetches
+/// into the same folder take turns: the second waits, then finds the files
+/// the first one wrote. The lock is the operating system's (released when
+/// the returned file is dropped, or when the process dies); the lock file
+/// itself stays, empty.
+fn lock(out_dir: &Path, name: &str, progress: Progress) -> anyhow::Result<File> {
+    let path = out_dir.join(format!(".{name}.lock"));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot create the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            progress.line(&format!(
+                "another fetch is writing into {}; waiting for it to finish",
+                out_dir.join(name).display()
+            ));
+            file.lock()
+                .with_context(|| format!("cannot lock {}", path.display()))?;
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    Ok(file)
 }
 
 /// What the run learned about one mirror.

@@ -494,3 +494,30 @@ fn forced_run_that_fails_keeps_the_valid_files() -> TestResult {
     assert!(fetch(&fixture.spec, &options).is_err());
     assert_contents(&fixture, &out.path().join("tiny"))
 }
+
+#[test]
+fn a_second_fetch_into_the_same_folder_waits_for_the_first() -> TestResult {
+    let fixture = Fixture::new();
+    let mirror = tempfile::tempdir()?;
+    write_all(mirror.path(), &fixture.gz)?;
+    let path = mirror.path().to_str().ok_or("temp path is not UTF-8")?;
+    let out = tempfile::tempdir()?;
+    // Stand in for a first fetch that holds the folder's lock.
+    let lock = fs::File::create(out.path().join(format!(".{}.lock", fixture.spec.name)))?;
+    lock.lock()?;
+
+    let options = fixture.options(out.path(), &[path])?;
+    let spec = fixture.spec.clone();
+    let second = std::thread::spawn(move || fetch(&spec, &options).map_err(|e| format!("{e:#}")));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!second.is_finished(), "the second fetch did not wait");
+    assert!(
+        listing(&out.path().join("tiny")).is_empty(),
+        "nothing is written while another fetch holds the lock"
+    );
+    drop(lock);
+    let report = second.join().map_err(|_| "fetch thread panicked")??;
+    assert_fetched_from(&report, path);
+    assert_contents(&fixture, &report.dir)?;
+    Ok(())
+}
