@@ -82,6 +82,11 @@ impl Images {
 
     /// Image `index` as `rows * cols` bytes, row-major; `None` past the end.
     pub fn image(&self, index: usize) -> Option<&[u8]> {
+        // With zero-sized images every offset is 0, so the data length alone
+        // cannot tell where the images end.
+        if index >= self.len {
+            return None;
+        }
         let size = self.pixels_per_image();
         let start = index.checked_mul(size)?;
         self.file.data().get(start..start.checked_add(size)?)

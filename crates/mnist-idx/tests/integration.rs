@@ -124,6 +124,20 @@ fn accepts_empty_datasets_and_zero_sized_images() {
     assert_eq!(flat.image(3), Some(&[][..]));
 }
 
+/// Found by `cargo fuzz run idx`: two images of 0x3 pixels. Every image
+/// starts at offset 0 of the empty data, so the index past the end used to
+/// give `Some(&[])` instead of `None`.
+#[test]
+fn zero_sized_images_end_at_their_count() {
+    let images = Images::open(fixture("images-2x0x3.idx")).unwrap();
+    assert_eq!((images.len(), images.rows(), images.cols()), (2, 0, 3));
+    assert_eq!(images.image(0), Some(&[][..]));
+    assert_eq!(images.image(1), Some(&[][..]));
+    assert_eq!(images.image(2), None);
+    assert_eq!(images.image(usize::MAX), None);
+    assert_eq!(images.iter().count(), 2);
+}
+
 #[test]
 fn rejects_a_missing_file_naming_it() {
     let err = Images::open(fixture("no-such-file")).unwrap_err();
