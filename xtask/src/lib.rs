@@ -1,5 +1,7 @@
-//! Project tasks behind `cargo xtask`: fetching the datasets and running the
-//! CI checks. The network and gzip code of the workspace lives here only.
+//! Project tasks behind `cargo xtask`: fetching the datasets, running the CI
+//! checks, timing the trainer against its peers ([`bench`]) and making larger
+//! synthetic training sets ([`synth`]). The network and gzip code of the
+//! workspace lives here only.
 //!
 //! The fetcher takes its expectations from a [`DatasetSpec`], so a test can
 //! run it against a tiny dataset of its own:
@@ -22,12 +24,14 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod checksum;
 pub mod ci;
 mod dataset;
 pub mod fetch;
 mod mirror;
 mod progress;
+pub mod synth;
 
 pub use dataset::{Dataset, DatasetSpec, FileSpec, Kind};
 pub use fetch::{fetch, AllMirrorsFailed, Options as FetchOptions, Outcome, Report};

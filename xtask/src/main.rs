@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use xtask::{ci, fetch, Dataset, FetchOptions, Mirror, Progress};
+use xtask::{bench, ci, fetch, synth, Dataset, FetchOptions, Mirror, Progress};
 
 /// Project tasks for the MNIST workspace.
 #[derive(Debug, Parser)]
@@ -21,6 +21,10 @@ enum Command {
     FetchData(FetchArgs),
     /// Run cargo fmt --check, clippy -D warnings, fetch-data and the tests
     Ci(CiArgs),
+    /// Time whole training runs (median of N), optionally against the reference implementations
+    Bench(BenchArgs),
+    /// Write an MNIST-format training set of N distorted copies of the real one
+    Synth(SynthArgs),
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +59,50 @@ struct CiArgs {
     test_args: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Runs of each implementation (medians are reported)
+    #[arg(long, value_name = "N", default_value_t = bench::DEFAULT_RUNS)]
+    runs: usize,
+    /// Epochs per run
+    #[arg(long, value_name = "E", default_value_t = bench::DEFAULT_EPOCHS)]
+    epochs: usize,
+    /// Decompressed dataset for the trainer [default: data/mnist at the workspace root]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Also run the reference implementations in DIR (numpy_fast.py, candle-linear/),
+    /// interleaved with ours
+    #[arg(long, value_name = "DIR")]
+    compare: Option<PathBuf>,
+    /// Folder with the four .gz files the peers read [default: MNIST_MIRROR if a
+    /// directory, else ../shared/mnist next to the workspace]
+    #[arg(long, value_name = "DIR")]
+    gz_dir: Option<PathBuf>,
+    /// Also write the results here as JSON
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct SynthArgs {
+    /// Number of training images to write
+    #[arg(long, value_name = "N")]
+    samples: usize,
+    /// Output folder (gets the four MNIST files; the test set is copied)
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Seed of the distortions
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Folder with the decompressed MNIST files to distort [default: data/mnist at the
+    /// workspace root]
+    #[arg(long, value_name = "DIR")]
+    source: Option<PathBuf>,
+    /// Worker threads [default: one per core]; the output does not depend on it
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
 /// Exit code of a usage error, as clap uses.
 const USAGE: u8 = 2;
 
@@ -66,12 +114,14 @@ fn main() -> ExitCode {
             no_fetch: args.no_fetch,
             test_args: args.test_args,
         }),
+        Command::Bench(args) => run_bench(args),
+        Command::Synth(args) => run_synth(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            if error.is::<xtask::MirrorParseError>() {
+            if error.is::<xtask::MirrorParseError>() || error.is::<bench::UsageError>() {
                 ExitCode::from(USAGE)
             } else {
                 ExitCode::FAILURE
@@ -98,5 +148,32 @@ fn fetch_data(args: FetchArgs) -> anyhow::Result<()> {
         report.files.len(),
         report.dir.display()
     );
+    Ok(())
+}
+
+fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    let defaults = bench::Options::default();
+    let options = bench::Options {
+        runs: args.runs,
+        epochs: args.epochs,
+        data_dir: args.data_dir.unwrap_or(defaults.data_dir),
+        compare: args.compare,
+        gz_dir: args.gz_dir.or(defaults.gz_dir),
+        json: args.json,
+    };
+    bench::run(&options)?;
+    Ok(())
+}
+
+fn run_synth(args: SynthArgs) -> anyhow::Result<()> {
+    let mut options = synth::Options::new(args.samples, args.out);
+    options.seed = args.seed;
+    if let Some(source) = args.source {
+        options.source_dir = source;
+    }
+    if let Some(threads) = args.threads {
+        options.threads = threads;
+    }
+    synth::synth(&options)?;
     Ok(())
 }
