@@ -6,7 +6,7 @@
 //! (rotation, scale, shear), sampled bilinearly. The output is written in
 //! chunks of [`CHUNK`] images; chunk `c` draws its distortions from
 //! `ChaCha8Rng` seeded with the seed on stream `c`, so the bytes depend on
-//! the seed only, not on the number of threads.
+//! the seed (and the chunk size) only, not on the number of threads.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -50,6 +50,8 @@ pub struct Options {
     pub source_dir: PathBuf,
     /// Worker threads; the output does not depend on this.
     pub threads: usize,
+    /// Images per chunk, [`CHUNK`] by default; the output depends on it.
+    pub chunk: usize,
     /// Status lines on stderr or not.
     pub progress: Progress,
 }
@@ -64,6 +66,7 @@ impl Options {
             seed: 0,
             source_dir: workspace_root().join("data").join("mnist"),
             threads: std::thread::available_parallelism().map_or(1, usize::from),
+            chunk: CHUNK,
             progress: Progress::Plain,
         }
     }
@@ -86,7 +89,10 @@ impl Options {
             );
         }
         if self.threads == 0 {
-            bail!("threads must be at least 1");
+            bail!("--threads must be at least 1");
+        }
+        if self.chunk == 0 {
+            bail!("chunk size must be at least 1");
         }
         if let (Ok(a), Ok(b)) = (
             fs::canonicalize(&self.out_dir),
@@ -308,8 +314,8 @@ type Chunk = (Vec<u8>, Vec<u8>);
 
 fn make_chunk(chunk: usize, options: &Options, images: &Images, labels: &Labels) -> Chunk {
     let pixels = images.rows() * images.cols();
-    let start = chunk * CHUNK;
-    let end = (start + CHUNK).min(options.samples);
+    let start = chunk * options.chunk;
+    let end = (start + options.chunk).min(options.samples);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     rng.set_stream(chunk as u64);
     let mut out = vec![0; (end - start) * pixels];
@@ -355,7 +361,7 @@ fn write_train(
             .with_context(|| write_err(labels_path))?;
     }
 
-    let chunks = options.samples.div_ceil(CHUNK);
+    let chunks = options.samples.div_ceil(options.chunk);
     let threads = options.threads.min(chunks).max(1);
     let every = (chunks / 10).max(1);
     std::thread::scope(|scope| -> anyhow::Result<()> {
@@ -388,7 +394,7 @@ fn write_train(
             if (chunk + 1) % every == 0 && chunk + 1 < chunks {
                 options.progress.line(&format!(
                     "synth: {} / {} images",
-                    (chunk + 1) * CHUNK,
+                    (chunk + 1) * options.chunk,
                     options.samples
                 ));
             }

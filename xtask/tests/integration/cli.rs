@@ -78,3 +78,62 @@ fn unwritable_output_is_one_error_line() -> TestResult {
     assert!(!text.contains("panicked"));
     Ok(())
 }
+
+#[test]
+fn bench_flags_are_checked_before_building() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    for name in crate::fixture::NAMES {
+        std::fs::write(dir.path().join(name), b"")?;
+    }
+    let data = dir.path().to_str().ok_or("temp path is not UTF-8")?;
+    let missing = dir.path().join("missing");
+    let missing = missing.to_str().ok_or("temp path is not UTF-8")?;
+    let json_in_missing = format!("{missing}/r.json");
+    let cases: [(&[&str], &str); 5] = [
+        (&["--runs", "0"], "error: --runs 0: expected 1 to 1000"),
+        (
+            &["--epochs", "5000"],
+            "error: --epochs 5000: expected 1 to 1000",
+        ),
+        (
+            &["--data-dir", missing],
+            "train-images-idx3-ubyte not found",
+        ),
+        (&["--compare", data, "--gz-dir", data], ".gz not found"),
+        (&["--json", &json_in_missing], "does not exist"),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["bench"];
+        if !args.contains(&"--data-dir") {
+            all.extend(["--data-dir", data]);
+        }
+        all.extend_from_slice(args);
+        let output = xtask(&all, &[])?;
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {text}");
+        assert_eq!(text.lines().count(), 1, "{args:?}: {text}");
+        assert!(text.contains(expected), "{args:?}: {text}");
+    }
+    for args in [&["bench", "--runs", "x"][..], &["synth", "--out", data]] {
+        let output = xtask(args, &[])?;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn synth_errors_are_one_line() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let out = out.to_str().ok_or("temp path is not UTF-8")?;
+    let source = dir.path().to_str().ok_or("temp path is not UTF-8")?;
+    let output = xtask(
+        &["synth", "--samples", "3", "--out", out, "--source", source],
+        &[],
+    )?;
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.starts_with("error: source "), "{text}");
+    Ok(())
+}
