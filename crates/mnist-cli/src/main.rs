@@ -24,9 +24,13 @@ macro_rules! say_raw {
 
 mod checkpoint;
 mod data;
+mod digitize;
+mod errors;
 mod eval;
 mod inspect;
 mod output;
+mod plot;
+mod predict;
 mod progress;
 mod report;
 mod train;
@@ -57,6 +61,12 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Print what an IDX file holds, and draw an image.
     Inspect(inspect::InspectArgs),
+    /// Predict the digit in picture files or test-set images.
+    Predict(predict::PredictArgs),
+    /// Draw a report's training curves, or its test confusion matrix.
+    Plot(plot::PlotArgs),
+    /// Draw the test digits a model misclassifies.
+    Errors(errors::ErrorsArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +76,9 @@ fn main() -> ExitCode {
         Some(Command::Train(args)) => train::run(&args),
         Some(Command::Eval(args)) => eval::run(&args),
         Some(Command::Inspect(args)) => inspect::run(&args),
+        Some(Command::Predict(args)) => predict::run(&args),
+        Some(Command::Plot(args)) => plot::run(&args),
+        Some(Command::Errors(args)) => errors::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,184 @@
+//! `mnist errors`: a picture of the test digits a model gets wrong.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use mnist_data::{Part, Preprocess};
+use mnist_model::LinearModel;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::data::{class_names, open_part};
+use crate::output::{check_writable, write_atomic};
+use crate::plot::{encode_png, register_fonts, Format};
+use crate::train::EvalSet;
+
+/// Arguments of `mnist errors`.
+#[derive(Debug, Args)]
+pub struct ErrorsArgs {
+    /// The model file written by `mnist train --save`.
+    #[arg(long, value_name = "MODEL.json")]
+    pub model: PathBuf,
+    /// The picture to write (.png).
+    #[arg(short, long, value_name = "FILE.png")]
+    pub output: PathBuf,
+    /// Folder with the four decompressed IDX files.
+    #[arg(long, value_name = "DIR", default_value = "data/mnist")]
+    pub data_dir: PathBuf,
+    /// Show at most this many misclassified digits, the first in test-set
+    /// order.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max: usize,
+}
+
+/// Each pixel of a digit is drawn as a square of this side.
+const ZOOM: usize = 3;
+const SIDE: usize = 28;
+const COLUMNS: usize = 10;
+const TITLE: usize = 44;
+const LABEL: usize = 22;
+const GAP: usize = 8;
+
+/// Runs `mnist errors`.
+pub fn run(args: &ErrorsArgs) -> Result<()> {
+    Format::of("-o", &args.output, &[Format::Png])?;
+    if args.max == 0 {
+        bail!("--max 0: must be at least 1");
+    }
+    check_writable("-o", &args.output)?;
+    let model = LinearModel::load(&args.model)?;
+    let test = open_part(&args.data_dir, Part::Test)?;
+    let pre = Preprocess::default();
+    if test.pixels() != SIDE * SIDE
+        || pre.features(test.pixels()) != model.features()
+        || test.classes() != model.classes()
+    {
+        bail!(
+            "--model {}: the model takes {} features and {} classes, but {} gives {} and {}",
+            args.model.display(),
+            model.features(),
+            model.classes(),
+            args.data_dir.display(),
+            pre.features(test.pixels()),
+            test.classes()
+        );
+    }
+    let names = class_names(&args.data_dir, test.classes());
+    let set = EvalSet::all(&test, &pre)?;
+    let predicted = model.predict(set.x.view())?;
+    let wrong: Vec<(usize, usize, usize)> = predicted
+        .iter()
+        .zip(&set.labels)
+        .enumerate()
+        .filter(|(_, (&p, &t))| p != usize::from(t))
+        .map(|(i, (&p, &t))| (i, usize::from(t), p))
+        .collect();
+    let shown: Vec<(&[u8], String)> = wrong
+        .iter()
+        .take(args.max)
+        .filter_map(|&(i, t, p)| {
+            let pixels = test.images().image(i)?;
+            let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
+            Some((pixels, format!("{} \u{2192} {}", name(t), name(p))))
+        })
+        .collect();
+    let title = if shown.is_empty() {
+        "no misclassified test digits".to_string()
+    } else {
+        format!(
+            "misclassified test digits: the first {} of {} (true \u{2192} predicted)",
+            shown.len(),
+            wrong.len()
+        )
+    };
+    let bytes = draw_grid(&title, &shown)?;
+    write_atomic(&args.output, &bytes)?;
+    say!(
+        "{} of {} test digits misclassified; {} drawn in {}",
+        wrong.len(),
+        test.len(),
+        shown.len(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+/// PNG bytes of a grid of digits, dark on light, each with its label.
+fn draw_grid(title: &str, digits: &[(&[u8], String)]) -> Result<Vec<u8>> {
+    register_fonts()?;
+    let longest = digits
+        .iter()
+        .map(|(_, l)| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    let cell_w = (SIDE * ZOOM + GAP).max(longest * 8 + GAP);
+    let cell_h = SIDE * ZOOM + LABEL + GAP;
+    let columns = digits.len().clamp(1, COLUMNS);
+    let rows = digits.len().div_ceil(COLUMNS);
+    let width = (columns * cell_w + 2 * GAP).max(title.chars().count() * 9 + 2 * GAP);
+    let height = TITLE + rows * cell_h + GAP;
+    let mut rgb = vec![255u8; width * height * 3];
+    for (k, (pixels, _)) in digits.iter().enumerate() {
+        let (x0, y0) = cell_origin(k, cell_w, cell_h);
+        let x0 = x0 + (cell_w - GAP - SIDE * ZOOM) / 2;
+        for (p, &v) in pixels.iter().enumerate() {
+            let shade = 255 - v;
+            let (r, c) = (p / SIDE, p % SIDE);
+            for dy in 0..ZOOM {
+                let row = (y0 + r * ZOOM + dy) * width;
+                for dx in 0..ZOOM {
+                    let at = (row + x0 + c * ZOOM + dx) * 3;
+                    if let Some(px) = rgb.get_mut(at..at + 3) {
+                        px.fill(shade);
+                    }
+                }
+            }
+        }
+    }
+    let (w, h) = (u32::try_from(width)?, u32::try_from(height)?);
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        root.draw(&Text::new(
+            title.to_string(),
+            (GAP as i32, (TITLE / 2) as i32),
+            ("sans-serif", 18)
+                .into_font()
+                .style(FontStyle::Bold)
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+        for (k, (_, label)) in digits.iter().enumerate() {
+            let (x0, y0) = cell_origin(k, cell_w, cell_h);
+            let frame_x = x0 + (cell_w - GAP - SIDE * ZOOM) / 2;
+            root.draw(&Rectangle::new(
+                [
+                    (frame_x as i32 - 1, y0 as i32 - 1),
+                    ((frame_x + SIDE * ZOOM) as i32, (y0 + SIDE * ZOOM) as i32),
+                ],
+                RGBColor(200, 200, 200).stroke_width(1),
+            ))?;
+            root.draw(&Text::new(
+                label.clone(),
+                (
+                    (x0 + (cell_w - GAP) / 2) as i32,
+                    (y0 + SIDE * ZOOM + LABEL / 2 + 1) as i32,
+                ),
+                ("sans-serif", 15)
+                    .into_font()
+                    .color(&RGBColor(170, 20, 20))
+                    .pos(Pos::new(HPos::Center, VPos::Center)),
+            ))?;
+        }
+        root.present()?;
+    }
+    encode_png(&rgb, w, h)
+}
+
+/// Top-left corner of cell `k`.
+fn cell_origin(k: usize, cell_w: usize, cell_h: usize) -> (usize, usize) {
+    (
+        GAP + (k % COLUMNS) * cell_w + GAP / 2,
+        TITLE + (k / COLUMNS) * cell_h,
+    )
+}

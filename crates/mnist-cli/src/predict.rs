@@ -1,0 +1,231 @@
+//! `mnist predict`: a saved model's verdict on picture files and test-set
+//! images.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use mnist_data::{Part, Preprocess};
+use mnist_model::LinearModel;
+use ndarray::Array2;
+use serde::Serialize;
+
+use crate::data::{class_names, open_part};
+use crate::digitize::{digitize, SIDE};
+
+/// Arguments of `mnist predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// The model file written by `mnist train --save`.
+    #[arg(long, value_name = "MODEL.json")]
+    pub model: PathBuf,
+    /// PNG or JPEG pictures of one digit each, of any size: dark on light or
+    /// light on dark.
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// Predict test-set image N too, and show its true label (repeatable).
+    #[arg(long = "index", value_name = "N")]
+    pub indices: Vec<usize>,
+    /// Print one JSON document instead of the text.
+    #[arg(long)]
+    pub json: bool,
+    /// Folder with the four decompressed IDX files (for --index, and the
+    /// class names).
+    #[arg(long, value_name = "DIR", default_value = "data/mnist")]
+    pub data_dir: PathBuf,
+}
+
+/// Where an input came from.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Source {
+    File(PathBuf),
+    TestIndex(usize),
+}
+
+/// One input's prediction.
+#[derive(Debug, Serialize)]
+struct Prediction {
+    source: Source,
+    /// Name of the predicted class.
+    predicted: String,
+    /// Index of the predicted class.
+    predicted_class: usize,
+    /// True class name, for test-set images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<String>,
+    /// The model's sigmoid outputs, one per class, each in (0, 1).
+    sigmoid: Vec<f32>,
+    /// The sigmoid outputs divided by their sum.
+    normalized: Vec<f32>,
+}
+
+#[derive(Debug, Serialize)]
+struct PredictOutput<'a> {
+    model: &'a Path,
+    classes: &'a [String],
+    predictions: Vec<Prediction>,
+}
+
+/// Reads and decodes a picture, and digitises it.
+fn load_image(path: &Path) -> Result<[u8; SIDE * SIDE]> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let img = image::load_from_memory(&bytes)
+        .with_context(|| format!("{}: not a PNG or JPEG image", path.display()))?;
+    // Transparent pixels are paper: drawings often have ink on nothing.
+    let la = img.to_luma_alpha8();
+    let (w, h) = la.dimensions();
+    let gray: Vec<u8> = la
+        .pixels()
+        .map(|p| {
+            let [l, a] = p.0;
+            let (l, a) = (u32::from(l), u32::from(a));
+            ((l * a + 255 * (255 - a) + 127) / 255) as u8
+        })
+        .collect();
+    digitize(&gray, w as usize, h as usize).with_context(|| format!("{}", path.display()))
+}
+
+/// Runs `mnist predict`.
+pub fn run(args: &PredictArgs) -> Result<()> {
+    if args.images.is_empty() && args.indices.is_empty() {
+        bail!("nothing to predict: give image files or --index N");
+    }
+    let model = LinearModel::load(&args.model)?;
+    let pre = Preprocess::default();
+    if model.features() != pre.features(SIDE * SIDE) {
+        bail!(
+            "--model {}: the model takes {} features, but a 28x28 image gives {}",
+            args.model.display(),
+            model.features(),
+            pre.features(SIDE * SIDE)
+        );
+    }
+    let names = class_names(&args.data_dir, model.classes());
+
+    let mut inputs: Vec<(Source, Vec<u8>, Option<usize>)> = Vec::new();
+    for path in &args.images {
+        inputs.push((Source::File(path.clone()), load_image(path)?.to_vec(), None));
+    }
+    if !args.indices.is_empty() {
+        let test = open_part(&args.data_dir, Part::Test)?;
+        if test.pixels() != SIDE * SIDE {
+            bail!(
+                "{}: test images have {} pixels, not 28x28",
+                args.data_dir.display(),
+                test.pixels()
+            );
+        }
+        for &i in &args.indices {
+            let Some((pixels, label)) = test.get(i) else {
+                bail!("--index {i}: the test set has {} images", test.len());
+            };
+            inputs.push((
+                Source::TestIndex(i),
+                pixels.to_vec(),
+                Some(usize::from(label)),
+            ));
+        }
+    }
+
+    let features = pre.features(SIDE * SIDE);
+    let mut x = Array2::<f32>::zeros((inputs.len(), features));
+    for ((_, pixels, _), mut row) in inputs.iter().zip(x.rows_mut()) {
+        let out = row
+            .as_slice_mut()
+            .context("feature row is not contiguous")?;
+        pre.apply_into(pixels, out);
+    }
+    let proba = model.predict_proba(x.view())?;
+    let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
+
+    let predictions: Vec<Prediction> = inputs
+        .into_iter()
+        .zip(proba.rows())
+        .map(|((source, _, label), p)| {
+            let sigmoid = p.to_vec();
+            let predicted_class = argmax(&sigmoid);
+            let sum: f32 = sigmoid.iter().sum();
+            let normalized = sigmoid
+                .iter()
+                .map(|&v| if sum > 0.0 { v / sum } else { 0.0 })
+                .collect();
+            Prediction {
+                source,
+                predicted: name(predicted_class),
+                predicted_class,
+                label: label.map(name),
+                sigmoid,
+                normalized,
+            }
+        })
+        .collect();
+
+    if args.json {
+        let out = PredictOutput {
+            model: &args.model,
+            classes: &names,
+            predictions,
+        };
+        say!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        say_raw!("{}", render(&names, &predictions));
+    }
+    Ok(())
+}
+
+/// Index of the largest value; the first on ties.
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &p)| {
+            if p > best.1 {
+                (i, p)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
+/// The text output: a headline per input and a table of its probabilities.
+fn render(names: &[String], predictions: &[Prediction]) -> String {
+    use std::fmt::Write as _;
+    let w = names.iter().map(String::len).max().unwrap_or(1).max(6);
+    let mut s = String::new();
+    for (k, p) in predictions.iter().enumerate() {
+        if k > 0 {
+            s.push('\n');
+        }
+        let what = match &p.source {
+            Source::File(path) => path.display().to_string(),
+            Source::TestIndex(i) => format!("test image {i}"),
+        };
+        let _ = write!(s, "{what}: predicted {}", p.predicted);
+        if let Some(label) = &p.label {
+            let verdict = if *label == p.predicted {
+                "right"
+            } else {
+                "wrong"
+            };
+            let _ = write!(s, " (true {label}, {verdict})");
+        }
+        s.push('\n');
+        let _ = write!(s, "  {:<24}", "class");
+        for n in names {
+            let _ = write!(s, " {n:>w$}");
+        }
+        s.push('\n');
+        for (title, values) in [
+            ("sigmoid output", &p.sigmoid),
+            ("normalized to sum 1", &p.normalized),
+        ] {
+            let _ = write!(s, "  {title:<24}");
+            for v in values {
+                let _ = write!(s, " {v:>w$.4}");
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
