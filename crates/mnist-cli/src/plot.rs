@@ -11,7 +11,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Deserialize;
 
-use crate::output::write_atomic;
+use crate::output::{check_writable, write_atomic};
 use crate::report::EpochRecord;
 
 /// Arguments of `mnist plot`.
@@ -234,6 +234,7 @@ fn confusion(path: &Path, report: Report) -> Result<Confusion> {
 /// Runs `mnist plot`.
 pub fn run(args: &PlotArgs) -> Result<()> {
     let format = Format::of("-o", &args.output, &[Format::Svg, Format::Png])?;
+    check_writable("-o", &args.output)?;
     let report = read_report(&args.report)?;
     let bytes = if args.confusion {
         let c = confusion(&args.report, report)?;
