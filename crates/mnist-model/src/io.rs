@@ -237,7 +237,9 @@ fn parse(text: &str) -> std::result::Result<LinearModel, String> {
             rows.len()
         ));
     }
-    let mut weights = Array2::<f32>::zeros((features, classes));
+    // Filled value by value as the rows are checked, so the memory taken is
+    // bounded by the file's size, not by the header's claims.
+    let mut values: Vec<f32> = Vec::new();
     for (f, row) in rows.iter().enumerate() {
         let Some(row) = row.as_array() else {
             return Err(format!("weight row {f}: expected an array, found {row}"));
@@ -260,9 +262,11 @@ fn parse(text: &str) -> std::result::Result<LinearModel, String> {
                     "weight row {f}, column {c}: {v} is not a finite f32"
                 ));
             }
-            weights[[f, c]] = w;
+            values.push(w);
         }
     }
+    let weights = Array2::from_shape_vec((features, classes), values)
+        .map_err(|e| format!("weights do not form a {features} x {classes} matrix: {e}"))?;
     match activation {
         Activation::Sigmoid => LinearModel::from_weights(weights.view()).map_err(|e| e.to_string()),
     }

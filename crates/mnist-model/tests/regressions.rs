@@ -1,6 +1,5 @@
 //! Inputs that broke a property of `tests/properties.rs` or a fuzz target
-//! under `fuzz/`, kept as fixed cases. The ones still failing are ignored
-//! with the reason.
+//! under `fuzz/`, kept as fixed cases.
 #![allow(clippy::unwrap_used)] // Tests unwrap what they built themselves.
 
 use mnist_model::{CosineWarmRestarts, LinearModel, LrSchedule};
@@ -29,7 +28,6 @@ fn assert_exact_restarts(lo: f64, hi: f64, period: usize) {
 /// it (first case, 9.999999999999999e-5) or above it, outside the schedule's
 /// documented range (second case, 8.667974261117405e-7).
 #[test]
-#[ignore = "known: the cosine restart can be one ulp off lr_max"]
 fn cosine_restarts_exactly_at_lr_max() {
     assert_exact_restarts(2.1191946172940643e-5, 1e-4, 1);
     assert_exact_restarts(1.241684897392731e-7, 8.667974261117404e-7, 3);
@@ -39,7 +37,6 @@ fn cosine_restarts_exactly_at_lr_max() {
 /// accepts: halving 3 ulps rounds to 2, so the restart lands on 5 ulps,
 /// above `lr_max`.
 #[test]
-#[ignore = "known: the cosine schedule leaves [lr_min, lr_max] for subnormal rates"]
 fn cosine_with_subnormal_rates_stays_in_range() {
     for (lo, hi) in [(ULP, 4.0 * ULP), (2.0 * ULP, 5.0 * ULP), (ULP, 6.0 * ULP)] {
         assert_exact_restarts(lo, hi, 3);
@@ -56,7 +53,6 @@ const OVERFLOWING_CLASSES: &str = r#"{"format":"mnist-model","version":1,"activa
 /// `features x classes` matrix (here 400 GB) before it checks the rows'
 /// lengths, so a 110-byte file aborts the process on allocation failure.
 #[test]
-#[ignore = "known: the loader allocates features x classes before checking the rows"]
 fn huge_classes_is_an_error_not_an_allocation() {
     let e = LinearModel::from_json_str(HUGE_CLASSES).unwrap_err();
     assert!(e.to_string().contains("expected 99999999999 values"), "{e}");
@@ -66,7 +62,6 @@ fn huge_classes_is_an_error_not_an_allocation() {
 /// panics with "ndarray: Shape too large, product of non-zero axis lengths
 /// overflows isize".
 #[test]
-#[ignore = "known: the loader panics when features x classes overflows"]
 fn overflowing_classes_is_an_error_not_a_panic() {
     assert!(LinearModel::from_json_str(OVERFLOWING_CLASSES).is_err());
 }

@@ -68,9 +68,18 @@ impl CosineWarmRestarts {
 
 impl LrSchedule for CosineWarmRestarts {
     fn lr(&self, epoch: usize) -> f64 {
-        let t = (epoch % self.period) as f64;
-        let phase = std::f64::consts::PI * t / self.period as f64;
-        self.lr_min + 0.5 * (self.lr_max - self.lr_min) * (1.0 + phase.cos())
+        let t = epoch % self.period;
+        if t == 0 {
+            // Exactly `lr_max` at every restart: the formula below can miss
+            // it by an ulp.
+            return self.lr_max;
+        }
+        let phase = std::f64::consts::PI * t as f64 / self.period as f64;
+        // Rounding can step an ulp outside the range (or several, for
+        // subnormal rates); the clamp keeps the documented bounds and does
+        // not change any value inside them.
+        (self.lr_min + 0.5 * (self.lr_max - self.lr_min) * (1.0 + phase.cos()))
+            .clamp(self.lr_min, self.lr_max)
     }
 }
 
