@@ -155,7 +155,7 @@ impl LinearModel {
 
 /// Writes `bytes` to a fresh sibling of `path`, syncs it, and renames it
 /// over `path`; the temporary file is removed on failure.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),

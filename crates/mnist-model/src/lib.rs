@@ -44,6 +44,8 @@ mod kernel;
 mod linear;
 mod loss;
 mod metrics;
+mod mlp;
+mod model;
 mod schedule;
 mod sgd;
 
@@ -52,6 +54,8 @@ pub use crate::{
     io::{MODEL_FORMAT, MODEL_VERSION},
     linear::{Activation, Init, LinearModel},
     loss::{bce_loss, PROB_CLIP},
+    model::Model,
+    mlp::{evaluate_mlp, Dense, Head, Mlp, MlpTrainer, NETWORK_VERSION},
     metrics::{evaluate, ClassMetrics, ConfusionMatrix, Evaluation, MacroAverage},
     schedule::{post_schedule, Constant, CosineWarmRestarts, LrSchedule, Product, Warmup},
     sgd::{gradient, Sgd, StepScratch},

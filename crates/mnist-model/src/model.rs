@@ -1,0 +1,179 @@
+//! Any model this crate trains, behind one type: what a model file holds.
+
+use std::path::Path;
+
+use ndarray::{Array2, ArrayView2};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::io::write_atomically;
+use crate::linear::LinearModel;
+use crate::metrics::{evaluate, Evaluation};
+use crate::mlp::{evaluate_mlp, Mlp, NETWORK_VERSION};
+use crate::MODEL_VERSION;
+
+/// A trained model of either kind; the model file's version says which.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Model {
+    /// The post's sigmoid linear model (model file version 1).
+    Linear(LinearModel),
+    /// A network: softmax or sigmoid head, optional hidden layer (version 2).
+    Network(Mlp),
+}
+
+impl Model {
+    /// Reads a model file of either version.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if `path` cannot be read, [`Error::ModelFile`] naming
+    /// `path` and what is wrong with its contents.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|error| Error::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let file_error = |reason: String| Error::ModelFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text =
+            std::str::from_utf8(&bytes).map_err(|e| file_error(format!("not UTF-8 text: {e}")))?;
+        Self::from_json_str(text).map_err(|e| match e {
+            Error::ModelJson { reason } => file_error(reason),
+            other => other,
+        })
+    }
+
+    /// Reads a model from JSON text of either version.
+    ///
+    /// # Errors
+    /// [`Error::ModelJson`] saying what is wrong.
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        let json_error = |reason: String| Error::ModelJson { reason };
+        let doc: Value =
+            serde_json::from_str(text).map_err(|e| json_error(format!("not valid JSON: {e}")))?;
+        match doc.get("version").and_then(Value::as_u64) {
+            Some(MODEL_VERSION) => LinearModel::from_json_str(text).map(Model::Linear),
+            Some(NETWORK_VERSION) => Mlp::from_json_str(text).map(Model::Network),
+            _ => Err(json_error(format!(
+                "expected version {MODEL_VERSION} or {NETWORK_VERSION}, found {}",
+                doc.get("version")
+                    .map_or_else(|| "none".to_string(), Value::to_string)
+            ))),
+        }
+    }
+
+    /// The model file's text.
+    ///
+    /// # Errors
+    /// [`Error::NonFiniteWeight`] for a linear model with a NaN or infinite
+    /// weight.
+    pub fn to_json_string(&self) -> Result<String> {
+        match self {
+            Model::Linear(m) => m.to_json_string(),
+            Model::Network(m) => Ok(m.to_json_string()),
+        }
+    }
+
+    /// Writes the model file atomically (temporary file, then rename).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `path`, or as [`to_json_string`](Self::to_json_string).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = self.to_json_string()?;
+        write_atomically(path, text.as_bytes()).map_err(|error| Error::Io {
+            path: path.to_path_buf(),
+            error,
+        })
+    }
+
+    /// Inputs per sample.
+    pub fn features(&self) -> usize {
+        match self {
+            Model::Linear(m) => m.features(),
+            Model::Network(m) => m.features(),
+        }
+    }
+
+    /// Outputs per sample.
+    pub fn classes(&self) -> usize {
+        match self {
+            Model::Linear(m) => m.classes(),
+            Model::Network(m) => m.classes(),
+        }
+    }
+
+    /// Class probabilities (sigmoid outputs or softmax) for the rows of `x`.
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`] when `x` does not have the model's
+    /// features.
+    pub fn predict_proba(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        match self {
+            Model::Linear(m) => m.predict_proba(x),
+            Model::Network(m) => m.predict_proba(x),
+        }
+    }
+
+    /// Loss, accuracy and confusion matrix on the rows of `x`.
+    ///
+    /// # Errors
+    /// As [`evaluate`] and [`evaluate_mlp`].
+    pub fn evaluate(&self, x: ArrayView2<'_, f32>, labels: &[u8]) -> Result<Evaluation> {
+        match self {
+            Model::Linear(m) => evaluate(m, x, labels),
+            Model::Network(m) => evaluate_mlp(m, x, labels),
+        }
+    }
+
+    /// A short description, e.g. `linear 785 x 10, sigmoid` or
+    /// `network 785 -> 256 -> 10, softmax`.
+    pub fn describe(&self) -> String {
+        match self {
+            Model::Linear(m) => format!(
+                "linear {} x {}, {}",
+                m.features(),
+                m.classes(),
+                m.activation()
+            ),
+            Model::Network(m) => match m.hidden() {
+                Some(h) => format!(
+                    "network {} -> {h} (ReLU) -> {}, {}",
+                    m.features(),
+                    m.classes(),
+                    m.head()
+                ),
+                None => format!("network {} -> {}, {}", m.features(), m.classes(), m.head()),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Head, Init};
+    use rand::SeedableRng;
+
+    #[test]
+    fn loads_both_versions_and_names_the_file() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let dir = tempfile::tempdir().unwrap();
+        let linear = Model::Linear(LinearModel::new(5, 3, Init::default(), &mut rng).unwrap());
+        let net = Model::Network(Mlp::new(5, Some(4), 3, Head::Softmax, false, &mut rng).unwrap());
+        for (name, model) in [("l.json", &linear), ("n.json", &net)] {
+            let path = dir.path().join(name);
+            model.save(&path).unwrap();
+            assert_eq!(&Model::load(&path).unwrap(), model);
+        }
+        assert_eq!(net.describe(), "network 5 -> 4 (ReLU) -> 3, softmax");
+        assert_eq!(linear.describe(), "linear 5 x 3, sigmoid");
+        let path = dir.path().join("v9.json");
+        std::fs::write(&path, r#"{"format":"mnist-model","version":9}"#).unwrap();
+        let err = Model::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("v9.json: expected version 1 or 2, found 9"),
+            "{err}"
+        );
+    }
+}
