@@ -54,9 +54,9 @@ pub use crate::{
     io::{MODEL_FORMAT, MODEL_VERSION},
     linear::{Activation, Init, LinearModel},
     loss::{bce_loss, PROB_CLIP},
-    model::Model,
-    mlp::{evaluate_mlp, Dense, Head, Mlp, MlpTrainer, NETWORK_VERSION},
     metrics::{evaluate, ClassMetrics, ConfusionMatrix, Evaluation, MacroAverage},
+    mlp::{evaluate_mlp, Dense, Head, Mlp, MlpTrainer, NETWORK_VERSION},
+    model::Model,
     schedule::{post_schedule, Constant, CosineWarmRestarts, LrSchedule, Product, Warmup},
     sgd::{gradient, Sgd, StepScratch},
 };
