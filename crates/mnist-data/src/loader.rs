@@ -200,29 +200,44 @@ impl<'d> Loader<'d> {
         &self.order
     }
 
-    /// The next batch of the current epoch, or `None` at its end.
-    pub fn next_batch(&mut self) -> Option<Batch<'_>> {
+    /// Takes the next batch's rows of the order and fills the labels and
+    /// one-hot targets; `None` at the end of the epoch.
+    fn advance(&mut self) -> Option<(usize, usize)> {
         let remaining = self.order.len() - self.cursor;
         let rows = remaining.min(self.config.batch_size);
         if rows == 0 || (self.config.drop_last && rows < self.config.batch_size) {
             return None;
         }
-        let indices = &self.order[self.cursor..self.cursor + rows];
+        let start = self.cursor;
         self.cursor += rows;
+        let classes = self.data.classes();
+        self.labels.clear();
+        let labels = self.data.labels();
+        self.labels
+            .extend(self.order[start..start + rows].iter().map(|&i| {
+                labels
+                    .get(i as usize)
+                    .copied()
+                    .unwrap_or_else(|| unreachable!("indices were checked against the dataset"))
+            }));
+        one_hot_into(&self.labels, classes, &mut self.y[..rows * classes]);
+        Some((start, rows))
+    }
+
+    /// The next batch of the current epoch, or `None` at its end.
+    pub fn next_batch(&mut self) -> Option<Batch<'_>> {
+        let (start, rows) = self.advance()?;
+        let indices = &self.order[start..start + rows];
         let f = self.features;
         let classes = self.data.classes();
-        let x = &mut self.x[..rows * f];
-        self.labels.clear();
-        for (&i, row) in indices.iter().zip(x.chunks_exact_mut(f)) {
-            let (pixels, label) = self
-                .data
-                .get(i as usize)
-                .unwrap_or_else(|| unreachable!("indices were checked against the dataset"));
-            self.pre.apply_into(pixels, row);
-            self.labels.push(label);
-        }
-        let y = &mut self.y[..rows * classes];
-        one_hot_into(&self.labels, classes, y);
+        gather(
+            self.data,
+            &self.pre,
+            indices,
+            &[],
+            &mut self.x[..rows * f],
+            f,
+        );
         Some(Batch {
             x: ArrayView2::from_shape((rows, f), &self.x[..rows * f])
                 .unwrap_or_else(|_| unreachable!("buffer holds rows x features")),
@@ -233,15 +248,122 @@ impl<'d> Loader<'d> {
         })
     }
 
+    /// The next batch of the current epoch without its features, or `None`
+    /// at its end: the features are made later, a few rows at a time, by
+    /// [`LazyBatch::features_into`], on whichever thread needs them, so that
+    /// they are still in that core's cache when used. Same order, labels and
+    /// targets as [`next_batch`](Self::next_batch).
+    pub fn next_lazy(&mut self) -> Option<LazyBatch<'_>> {
+        let (start, rows) = self.advance()?;
+        let classes = self.data.classes();
+        Some(LazyBatch {
+            y: ArrayView2::from_shape((rows, classes), &self.y[..rows * classes])
+                .unwrap_or_else(|_| unreachable!("buffer holds rows x classes")),
+            labels: &self.labels,
+            indices: &self.order[start..start + rows],
+            data: self.data,
+            pre: &self.pre,
+        })
+    }
+
     /// Features of `indices` of `data` as one array, `indices.len() x
     /// features`: the up-front copy, for callers that want it.
     pub fn features_of(data: &Dataset, pre: &Preprocess, indices: &[usize]) -> Option<Array2<f32>> {
         let f = pre.features(data.pixels());
         let mut out = Array2::zeros((indices.len(), f));
-        for (&i, mut row) in indices.iter().zip(out.rows_mut()) {
-            let (pixels, _) = data.get(i)?;
-            pre.apply_into(pixels, row.as_slice_mut()?);
-        }
+        let rows = indices
+            .iter()
+            .map(|&i| u32::try_from(i).ok().filter(|_| i < data.len()))
+            .collect::<Option<Vec<u32>>>()?;
+        gather(data, pre, &rows, &[], out.as_slice_mut()?, f);
         Some(out)
+    }
+}
+
+/// A batch whose features are not made yet: see [`Loader::next_lazy`].
+///
+/// It is `Sync`: threads may each fill their own rows at the same time.
+#[derive(Debug, Clone, Copy)]
+pub struct LazyBatch<'a> {
+    /// One-hot targets, `rows x classes`.
+    pub y: ArrayView2<'a, f32>,
+    /// The labels.
+    pub labels: &'a [u8],
+    /// The dataset indices of the rows.
+    pub indices: &'a [u32],
+    data: &'a Dataset,
+    pre: &'a Preprocess,
+}
+
+impl LazyBatch<'_> {
+    /// Number of samples in the batch.
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// Whether the batch is empty (never, for batches a loader hands out).
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+
+    /// Features per sample.
+    pub fn features(&self) -> usize {
+        self.pre.features(self.data.pixels())
+    }
+
+    /// Writes the features of rows `first..first + n` of the batch into
+    /// `out`, one row every `stride` values, with `n = out.len() / stride`:
+    /// the first [`features`](Self::features) values of each row, the rest
+    /// untouched. The same values as [`Loader::next_batch`], bit for bit.
+    ///
+    /// Rows are expected to be asked for in increasing blocks: while
+    /// converting a block, the images of the next `n` rows are fetched into
+    /// the cache.
+    ///
+    /// # Panics
+    /// When `stride` is smaller than the number of features, `out.len()` is
+    /// not a multiple of it, or the rows run past the end of the batch.
+    pub fn features_into(&self, first: usize, out: &mut [f32], stride: usize) {
+        assert!(stride > 0 && out.len().is_multiple_of(stride), "row stride");
+        let n = out.len() / stride;
+        let rows = &self.indices[first..first + n];
+        let next = self.indices.len().min(first + 2 * n);
+        let ahead = &self.indices[first + n..next];
+        gather(self.data, self.pre, rows, ahead, out, stride);
+    }
+}
+
+/// Features of samples `rows` of `data` into `out` (one row every `stride`
+/// values), prefetching the images of `ahead`; groups of a few rows so that
+/// the image slices fit on the stack.
+fn gather(
+    data: &Dataset,
+    pre: &Preprocess,
+    rows: &[u32],
+    ahead: &[u32],
+    out: &mut [f32],
+    stride: usize,
+) {
+    const GROUP: usize = 16;
+    let image = |i: u32| {
+        data.images()
+            .image(i as usize)
+            .unwrap_or_else(|| unreachable!("indices were checked against the dataset"))
+    };
+    let mut ahead = ahead.chunks(GROUP);
+    for (group, out) in rows.chunks(GROUP).zip(out.chunks_mut(GROUP * stride)) {
+        let mut images: [&[u8]; GROUP] = [&[]; GROUP];
+        for (dst, &i) in images.iter_mut().zip(group) {
+            *dst = image(i);
+        }
+        let mut next: [&[u8]; GROUP] = [&[]; GROUP];
+        let mut m = 0;
+        if let Some(a) = ahead.next() {
+            for (dst, &i) in next.iter_mut().zip(a) {
+                *dst = image(i);
+            }
+            m = a.len();
+        }
+        pre.rows_into(&images[..group.len()], &next[..m], out, stride);
     }
 }

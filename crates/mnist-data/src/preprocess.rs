@@ -1,3 +1,7 @@
+// Index loops over fixed 16-lane arrays are what LLVM turns into SIMD
+// registers.
+#![allow(clippy::needless_range_loop)]
+
 /// How pixels become features.
 ///
 /// Every normalization is a fixed `f32` function of the `u8` pixel value.
@@ -66,6 +70,9 @@ impl Preprocess {
     /// Writes the features of one image into `out`, which must hold exactly
     /// [`features`](Self::features)`(pixels.len())` values.
     ///
+    /// The values are those of [`Normalization::apply`], bit for bit, on
+    /// every code path.
+    ///
     /// # Panics
     /// When `out` has the wrong length: a programming error, not a data one.
     pub fn apply_into(&self, pixels: &[u8], out: &mut [f32]) {
@@ -74,23 +81,330 @@ impl Preprocess {
             self.features(pixels.len()),
             "feature buffer size"
         );
-        let (body, bias) = out.split_at_mut(pixels.len());
-        // The same f32 operations as `apply`, written per variant so the loop
-        // vectorises.
-        match self.normalization {
-            Normalization::Centered => {
-                for (o, &p) in body.iter_mut().zip(pixels) {
-                    *o = f32::from(p) / 255.0 - 0.5;
-                }
+        self.rows_into(&[pixels], &[], out, out.len());
+    }
+
+    /// Writes the features of `images` into `out`, one row every `stride`
+    /// values: the first [`features`](Self::features) values of each row are
+    /// written, the rest left as they are. While converting, asks the CPU to
+    /// fetch the bytes of `ahead` (the images wanted next), so that they are
+    /// in cache by then.
+    ///
+    /// # Panics
+    /// When the images differ in size, `stride` is smaller than the number
+    /// of features, or `out` is not `images.len() * stride` long.
+    pub fn rows_into(&self, images: &[&[u8]], ahead: &[&[u8]], out: &mut [f32], stride: usize) {
+        let pixels = images.first().map_or(0, |p| p.len());
+        assert!(
+            images.iter().all(|p| p.len() == pixels),
+            "images of one size"
+        );
+        assert!(stride >= self.features(pixels), "row stride");
+        assert_eq!(out.len(), images.len() * stride, "feature buffer size");
+        let job = Rows {
+            pre: self,
+            images,
+            ahead,
+            out,
+            stride,
+        };
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                // SAFETY: the only requirement of a `#[target_feature]`
+                // function is that the CPU has its features, checked above.
+                return unsafe { rows_avx512(job) };
             }
-            Normalization::Unit => {
-                for (o, &p) in body.iter_mut().zip(pixels) {
-                    *o = f32::from(p) / 255.0;
-                }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                // SAFETY: as above, avx2 and fma were detected at run time.
+                return unsafe { rows_avx2(job) };
             }
         }
-        if let Some(b) = bias.first_mut() {
-            *b = 1.0;
+        rows_body::<Portable, NoPrefetch>(job);
+    }
+}
+
+/// The arguments of [`Preprocess::rows_into`], checked.
+struct Rows<'a, 'b> {
+    pre: &'a Preprocess,
+    images: &'a [&'b [u8]],
+    ahead: &'a [&'b [u8]],
+    out: &'a mut [f32],
+    stride: usize,
+}
+
+/// `out[i] = pixels[i] / 255 + offset` for a whole image. Adding `-0.5`
+/// rounds exactly as subtracting `0.5`, and adding `0.0` to a non-negative
+/// quotient changes nothing.
+trait Convert {
+    fn convert(pixels: &[u8], out: &mut [f32], offset: f32);
+}
+
+/// The division itself, sixteen at a time, left to the compiler.
+struct Portable;
+
+impl Convert for Portable {
+    #[inline(always)]
+    fn convert(pixels: &[u8], out: &mut [f32], offset: f32) {
+        for (p, o) in pixels.chunks(16).zip(out.chunks_mut(16)) {
+            let mut v = [0.0f32; 16];
+            for (d, &s) in v.iter_mut().zip(p) {
+                *d = f32::from(s);
+            }
+            let q = v.map(|x| x / 255.0);
+            for (d, s) in o.iter_mut().zip(q) {
+                *d = s + offset;
+            }
+        }
+    }
+}
+
+/// `x / 255` by Markstein's method: a multiplication by the rounded
+/// reciprocal and one correction with fused multiply-adds, three cheap
+/// operations instead of a slow division. For the 256 possible pixel values
+/// it gives the correctly rounded quotient, that is the division's result
+/// bit for bit: the test `fast_paths_equal_the_division_for_every_byte`
+/// checks all of them, here and in the SIMD paths below, which compute the
+/// same three operations lane by lane.
+#[inline(always)]
+fn div255_markstein(x: f32) -> f32 {
+    const R: f32 = 1.0 / 255.0;
+    let q = x * R;
+    let residual = (-q).mul_add(255.0, x);
+    residual.mul_add(R, q)
+}
+
+/// Sixteen pixels a step with AVX-512: widen, convert, divide (Markstein),
+/// add the offset.
+#[cfg(target_arch = "x86_64")]
+struct Avx512;
+
+#[cfg(target_arch = "x86_64")]
+impl Convert for Avx512 {
+    #[inline(always)]
+    fn convert(pixels: &[u8], out: &mut [f32], offset: f32) {
+        use std::arch::x86_64::{
+            _mm512_add_ps, _mm512_cvtepi32_ps, _mm512_cvtepu8_epi32, _mm512_fmadd_ps,
+            _mm512_fnmadd_ps, _mm512_mul_ps, _mm512_set1_ps, _mm512_storeu_ps, _mm_loadu_si128,
+        };
+        let mut p16 = pixels.chunks_exact(16);
+        let mut o16 = out.chunks_exact_mut(16);
+        for (p, o) in (&mut p16).zip(&mut o16) {
+            // SAFETY: only called from `rows_avx512`, compiled with (and
+            // dispatched on) avx512f and fma; `p` holds 16 bytes and `o` 16
+            // floats (`chunks_exact`), and these load and store are
+            // unaligned ones.
+            unsafe {
+                let r = _mm512_set1_ps(1.0 / 255.0);
+                let x =
+                    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(p.as_ptr().cast())));
+                let q = _mm512_mul_ps(x, r);
+                let residual = _mm512_fnmadd_ps(q, _mm512_set1_ps(255.0), x);
+                let q = _mm512_fmadd_ps(residual, r, q);
+                _mm512_storeu_ps(o.as_mut_ptr(), _mm512_add_ps(q, _mm512_set1_ps(offset)));
+            }
+        }
+        for (o, &p) in o16.into_remainder().iter_mut().zip(p16.remainder()) {
+            *o = div255_markstein(f32::from(p)) + offset;
+        }
+    }
+}
+
+/// Eight pixels a step with AVX2, as [`Avx512`].
+#[cfg(target_arch = "x86_64")]
+struct Avx2;
+
+#[cfg(target_arch = "x86_64")]
+impl Convert for Avx2 {
+    #[inline(always)]
+    fn convert(pixels: &[u8], out: &mut [f32], offset: f32) {
+        use std::arch::x86_64::{
+            _mm256_add_ps, _mm256_cvtepi32_ps, _mm256_cvtepu8_epi32, _mm256_fmadd_ps,
+            _mm256_fnmadd_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_storeu_ps, _mm_loadl_epi64,
+        };
+        let mut p8 = pixels.chunks_exact(8);
+        let mut o8 = out.chunks_exact_mut(8);
+        for (p, o) in (&mut p8).zip(&mut o8) {
+            // SAFETY: only called from `rows_avx2`, compiled with (and
+            // dispatched on) avx2 and fma; `p` holds 8 bytes and `o` 8
+            // floats (`chunks_exact`), and these load and store are
+            // unaligned ones.
+            unsafe {
+                let r = _mm256_set1_ps(1.0 / 255.0);
+                let x =
+                    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(p.as_ptr().cast())));
+                let q = _mm256_mul_ps(x, r);
+                let residual = _mm256_fnmadd_ps(q, _mm256_set1_ps(255.0), x);
+                let q = _mm256_fmadd_ps(residual, r, q);
+                _mm256_storeu_ps(o.as_mut_ptr(), _mm256_add_ps(q, _mm256_set1_ps(offset)));
+            }
+        }
+        for (o, &p) in o8.into_remainder().iter_mut().zip(p8.remainder()) {
+            *o = div255_markstein(f32::from(p)) + offset;
+        }
+    }
+}
+
+/// Asks for the cache lines of a byte slice ahead of use.
+trait Prefetch {
+    fn lines(bytes: &[u8]);
+}
+
+struct NoPrefetch;
+
+impl Prefetch for NoPrefetch {
+    #[inline(always)]
+    fn lines(_: &[u8]) {}
+}
+
+#[cfg(target_arch = "x86_64")]
+struct X86Prefetch;
+
+#[cfg(target_arch = "x86_64")]
+impl Prefetch for X86Prefetch {
+    #[inline(always)]
+    fn lines(bytes: &[u8]) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // The last line too, when the slice does not start on a line.
+        for at in (0..bytes.len())
+            .step_by(64)
+            .chain(bytes.len().checked_sub(1))
+        {
+            // SAFETY: a prefetch is a hint that never faults, and the pointer
+            // is inside the slice anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().wrapping_add(at).cast()) };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+fn rows_avx512(job: Rows<'_, '_>) {
+    rows_body::<Avx512, X86Prefetch>(job);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn rows_avx2(job: Rows<'_, '_>) {
+    rows_body::<Avx2, X86Prefetch>(job);
+}
+
+/// The body shared by every instruction set; inlined into each entry point
+/// so it is compiled with that entry point's target features.
+#[inline(always)]
+fn rows_body<C: Convert, P: Prefetch>(job: Rows<'_, '_>) {
+    let Rows {
+        pre,
+        images,
+        ahead,
+        out,
+        stride,
+    } = job;
+    for (k, (pixels, row)) in images.iter().zip(out.chunks_exact_mut(stride)).enumerate() {
+        // One image ahead per image converted spreads the requests out.
+        if let Some(next) = ahead.get(k) {
+            P::lines(next);
+        }
+        let (body, rest) = row.split_at_mut(pixels.len());
+        match pre.normalization {
+            Normalization::Centered => C::convert(pixels, body, -0.5),
+            Normalization::Unit => C::convert(pixels, body, 0.0),
+        }
+        if pre.bias {
+            if let Some(b) = rest.first_mut() {
+                *b = 1.0;
+            }
+        }
+    }
+    for next in ahead.iter().skip(images.len()) {
+        P::lines(next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every byte through `rows_into` with `pre`, as one image.
+    fn every_byte(pre: &Preprocess) -> Vec<f32> {
+        let pixels: Vec<u8> = (0..=255).collect();
+        let mut out = vec![0.0; 256];
+        pre.rows_into(&[&pixels], &[], &mut out, 256);
+        out
+    }
+
+    #[test]
+    fn fast_paths_equal_the_division_for_every_byte() {
+        let centered = every_byte(&Preprocess::new(Normalization::Centered, false));
+        let unit = every_byte(&Preprocess::new(Normalization::Unit, false));
+        for p in 0..=255u8 {
+            let x = f32::from(p);
+            let (i, exact) = (usize::from(p), x / 255.0);
+            assert_eq!(div255_markstein(x).to_bits(), exact.to_bits(), "{p}");
+            assert_eq!(unit[i].to_bits(), exact.to_bits(), "{p}");
+            assert_eq!(unit[i].to_bits(), Normalization::Unit.apply(p).to_bits());
+            assert_eq!(
+                centered[i].to_bits(),
+                Normalization::Centered.apply(p).to_bits()
+            );
+        }
+        // Whatever this CPU dispatches to, the other paths too.
+        let pixels: Vec<u8> = (0..=255).chain(0..=7).collect();
+        let mut exact = vec![0.0; pixels.len()];
+        Portable::convert(&pixels, &mut exact, -0.5);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut fast = vec![0.0; pixels.len()];
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                // SAFETY: the features were detected just above.
+                unsafe { avx512_convert(&pixels, &mut fast, -0.5) };
+                assert_eq!(fast, exact);
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                // SAFETY: the features were detected just above.
+                unsafe { avx2_convert(&pixels, &mut fast, -0.5) };
+                assert_eq!(fast, exact);
+            }
+        }
+        for (p, v) in pixels.iter().zip(&exact) {
+            assert_eq!(v.to_bits(), Normalization::Centered.apply(*p).to_bits());
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,fma")]
+    fn avx512_convert(pixels: &[u8], out: &mut [f32], offset: f32) {
+        Avx512::convert(pixels, out, offset);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn avx2_convert(pixels: &[u8], out: &mut [f32], offset: f32) {
+        Avx2::convert(pixels, out, offset);
+    }
+
+    #[test]
+    fn dispatched_rows_equal_apply_bit_for_bit() {
+        let image: Vec<u8> = (0..784).map(|i| (i * 7 % 256) as u8).collect();
+        let other: Vec<u8> = image.iter().rev().copied().collect();
+        for (norm, bias) in [
+            (Normalization::Centered, true),
+            (Normalization::Unit, false),
+        ] {
+            let pre = Preprocess::new(norm, bias);
+            let f = pre.features(784);
+            let stride = 800;
+            let mut out = vec![7.0f32; 2 * stride];
+            pre.rows_into(&[&image, &other], &[&other], &mut out, stride);
+            for (row, src) in out.chunks_exact(stride).zip([&image, &other]) {
+                for (o, &p) in row.iter().zip(src.iter()) {
+                    assert_eq!(o.to_bits(), norm.apply(p).to_bits());
+                }
+                if bias {
+                    assert_eq!(row[784], 1.0);
+                }
+                assert!(row[f..].iter().all(|&v| v == 7.0), "padding untouched");
+            }
         }
     }
 }
