@@ -23,13 +23,18 @@ use crate::loss::bce_term;
 /// Lanes per chunk: one AVX-512 register, two AVX2 registers.
 pub(crate) const LANES: usize = 16;
 
-/// Rows per block of the training step: the block's inputs stay in L1/L2
-/// between the forward pass and the gradient pass.
-pub(crate) const STEP_BLOCK: usize = 32;
+/// Rows per block: a block's inputs are made, used by the forward pass and
+/// used again by the gradient pass while they are still in L1/L2.
+pub(crate) const BLOCK: usize = 32;
 
 /// Number of chunks needed for `features` features.
 pub(crate) fn chunks(features: usize) -> usize {
     features.div_ceil(LANES)
+}
+
+/// Values per row of a block: whole chunks, zero beyond the features.
+pub(crate) fn stride(features: usize) -> usize {
+    chunks(features) * LANES
 }
 
 /// Length of the packed buffer for a `features x classes` matrix.
@@ -103,32 +108,20 @@ fn chunk_fma<M: Arith, const R: usize, const G: usize>(
     }
 }
 
-/// Logits of `R` rows for classes `cg..cg + G`.
+/// Logits of `R` rows for classes `cg..cg + G`; rows are whole chunks.
 #[inline(always)]
 fn logits_block<M: Arith, const R: usize, const G: usize>(
     rows: [&[f32]; R],
-    features: usize,
+    chunks: usize,
     packed: &[f32],
     classes: usize,
     cg: usize,
 ) -> [[f32; G]; R] {
-    let full = features / LANES;
     let mut acc = [[[0.0f32; LANES]; G]; R];
-    for i in 0..full {
+    for i in 0..chunks {
         let o = i * LANES;
         let x: [&[f32]; R] = std::array::from_fn(|r| &rows[r][o..o + LANES]);
         let w = &packed[(i * classes + cg) * LANES..];
-        chunk_fma::<M, R, G>(&mut acc, x, w);
-    }
-    let rest = features - full * LANES;
-    if rest != 0 {
-        let o = full * LANES;
-        let mut tail = [[0.0f32; LANES]; R];
-        for r in 0..R {
-            tail[r][..rest].copy_from_slice(&rows[r][o..features]);
-        }
-        let x: [&[f32]; R] = std::array::from_fn(|r| &tail[r][..]);
-        let w = &packed[(full * classes + cg) * LANES..];
         chunk_fma::<M, R, G>(&mut acc, x, w);
     }
     let mut out = [[0.0f32; G]; R];
@@ -140,28 +133,20 @@ fn logits_block<M: Arith, const R: usize, const G: usize>(
     out
 }
 
-/// Logits of `rows` consecutive rows of `x` into `out` (`rows x classes`).
+/// Logits of the rows of a block into `out` (`rows x classes`).
 #[inline(always)]
-fn logits<M: Arith, const R: usize, const G: usize>(
-    x: &[f32],
-    rows: usize,
-    features: usize,
-    packed: &[f32],
-    classes: usize,
-    out: &mut [f32],
-) {
+fn logits<M: Arith, const R: usize, const G: usize>(b: &Block<'_>, out: &mut [f32]) {
+    let (stride, classes) = (b.chunks * LANES, b.classes);
+    let row = |r: usize| &b.x[r * stride..(r + 1) * stride];
     let mut r0 = 0;
-    while r0 < rows {
-        if r0 + R <= rows {
-            let xr: [&[f32]; R] =
-                std::array::from_fn(|r| &x[(r0 + r) * features..(r0 + r + 1) * features]);
-            class_groups::<M, R, G>(xr, features, packed, classes, &mut out[r0 * classes..]);
-            r0 += R;
-        } else {
-            let xr = [&x[r0 * features..(r0 + 1) * features]];
-            class_groups::<M, 1, G>(xr, features, packed, classes, &mut out[r0 * classes..]);
-            r0 += 1;
-        }
+    while r0 + R <= b.rows {
+        let xr: [&[f32]; R] = std::array::from_fn(|r| row(r0 + r));
+        class_groups::<M, R, G>(xr, b, &mut out[r0 * classes..]);
+        r0 += R;
+    }
+    while r0 < b.rows {
+        class_groups::<M, 1, G>([row(r0)], b, &mut out[r0 * classes..]);
+        r0 += 1;
     }
 }
 
@@ -169,21 +154,20 @@ fn logits<M: Arith, const R: usize, const G: usize>(
 #[inline(always)]
 fn class_groups<M: Arith, const R: usize, const G: usize>(
     xr: [&[f32]; R],
-    features: usize,
-    packed: &[f32],
-    classes: usize,
+    b: &Block<'_>,
     out: &mut [f32],
 ) {
+    let classes = b.classes;
     let mut cg = 0;
     while cg + G <= classes {
-        let z = logits_block::<M, R, G>(xr, features, packed, classes, cg);
+        let z = logits_block::<M, R, G>(xr, b.chunks, b.packed, classes, cg);
         for (r, zr) in z.iter().enumerate() {
             out[r * classes + cg..r * classes + cg + G].copy_from_slice(zr);
         }
         cg += G;
     }
     while cg < classes {
-        let z = logits_block::<M, R, 1>(xr, features, packed, classes, cg);
+        let z = logits_block::<M, R, 1>(xr, b.chunks, b.packed, classes, cg);
         for (r, zr) in z.iter().enumerate() {
             out[r * classes + cg] = zr[0];
         }
@@ -192,19 +176,16 @@ fn class_groups<M: Arith, const R: usize, const G: usize>(
 }
 
 /// `grad[chunks i..i+S, classes cg..cg+G] += sum_r g[r][c] * x[r][chunk]`,
-/// rows in order; the chunks must be full (not the zero-padded last one).
+/// rows in order.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn gradient_strip<M: Arith, const S: usize, const G: usize>(
-    x: &[f32],
-    rows: usize,
-    features: usize,
+    b: &Block<'_>,
     g: &[f32],
-    classes: usize,
     cg: usize,
     i: usize,
     grad: &mut [f32],
 ) {
+    let (stride, classes) = (b.chunks * LANES, b.classes);
     let mut acc = [[[0.0f32; LANES]; G]; S];
     for s in 0..S {
         for c in 0..G {
@@ -213,8 +194,8 @@ fn gradient_strip<M: Arith, const S: usize, const G: usize>(
         }
     }
     let o = i * LANES;
-    for r in 0..rows {
-        let xc = &x[r * features + o..r * features + o + S * LANES];
+    for r in 0..b.rows {
+        let xc = &b.x[r * stride + o..r * stride + o + S * LANES];
         let gr = &g[r * classes + cg..r * classes + cg + G];
         let xs: [&[f32]; S] = std::array::from_fn(|s| &xc[s * LANES..(s + 1) * LANES]);
         for c in 0..G {
@@ -236,150 +217,166 @@ fn gradient_strip<M: Arith, const S: usize, const G: usize>(
     }
 }
 
-/// The same sums for the last, partial chunk of `features % LANES` lanes:
-/// lane by lane, rows in order, exactly as the full chunks.
+/// Adds `X^T g` for the rows of a block into the packed `grad`.
 #[inline(always)]
-fn gradient_tail<M: Arith>(
-    x: &[f32],
-    rows: usize,
-    features: usize,
-    g: &[f32],
-    classes: usize,
-    grad: &mut [f32],
-) {
-    let full = features / LANES;
-    let o = full * LANES;
-    let rest = features - o;
-    if rest == 0 {
-        return;
-    }
-    for c in 0..classes {
-        let at = (full * classes + c) * LANES;
-        let acc = &mut grad[at..at + rest];
-        for r in 0..rows {
-            let gv = g[r * classes + c];
-            let xr = &x[r * features + o..(r + 1) * features];
-            for (a, &xv) in acc.iter_mut().zip(xr) {
-                *a = M::mul_add(gv, xv, *a);
-            }
-        }
-    }
-}
-
-/// Adds `X^T g` for `rows` rows into the packed `grad`.
-#[inline(always)]
-fn gradient<M: Arith, const S: usize, const G: usize>(
-    x: &[f32],
-    rows: usize,
-    features: usize,
-    g: &[f32],
-    classes: usize,
-    grad: &mut [f32],
-) {
-    let full = features / LANES;
+fn gradient<M: Arith, const S: usize, const G: usize>(b: &Block<'_>, g: &[f32], grad: &mut [f32]) {
     let mut cg = 0;
-    while cg + G <= classes {
+    while cg + G <= b.classes {
         let mut i = 0;
-        while i + S <= full {
-            gradient_strip::<M, S, G>(x, rows, features, g, classes, cg, i, grad);
+        while i + S <= b.chunks {
+            gradient_strip::<M, S, G>(b, g, cg, i, grad);
             i += S;
         }
-        while i < full {
-            gradient_strip::<M, 1, G>(x, rows, features, g, classes, cg, i, grad);
+        while i < b.chunks {
+            gradient_strip::<M, 1, G>(b, g, cg, i, grad);
             i += 1;
         }
         cg += G;
     }
-    while cg < classes {
-        for i in 0..full {
-            gradient_strip::<M, 1, 1>(x, rows, features, g, classes, cg, i, grad);
+    while cg < b.classes {
+        for i in 0..b.chunks {
+            gradient_strip::<M, 1, 1>(b, g, cg, i, grad);
         }
         cg += 1;
     }
-    gradient_tail::<M>(x, rows, features, g, classes, grad);
 }
 
-/// Probabilities `sigmoid(X W)` of `rows` rows into `out` (`rows x classes`).
-pub(crate) struct Forward<'a> {
+/// A block of rows: `rows` rows of `chunks * LANES` values, zero beyond the
+/// features (the weights are zero there too, so the padding adds exact
+/// zeros and leaves the gradient's padding at zero).
+pub(crate) struct Block<'a> {
     pub x: &'a [f32],
     pub rows: usize,
-    pub features: usize,
+    pub chunks: usize,
     pub classes: usize,
     pub packed: &'a [f32],
-    pub out: &'a mut [f32],
-}
-
-/// One pass of training over `rows` rows: adds `X^T (p - y)` into the packed
-/// `grad` and returns the summed (not averaged) clipped cross-entropy.
-pub(crate) struct Step<'a> {
-    pub x: &'a [f32],
-    pub y: &'a [f32],
-    pub rows: usize,
-    pub features: usize,
-    pub classes: usize,
-    pub packed: &'a [f32],
-    pub grad: &'a mut [f32],
-    /// At least `STEP_BLOCK * classes` long.
-    pub block: &'a mut [f32],
 }
 
 /// Work for one of the instruction-set-specific entry points.
 pub(crate) enum Op<'a> {
-    Forward(Forward<'a>),
-    Step(Step<'a>),
+    /// Probabilities `sigmoid(X W)` into `out` (`rows x classes`).
+    Forward {
+        block: Block<'a>,
+        out: &'a mut [f32],
+    },
+    /// One block of a training step: adds the clipped cross-entropy of each
+    /// output to `loss`, in row-major order, and `X^T (p - y)` into the
+    /// packed `grad`; `p` is scratch of `rows x classes`.
+    Step {
+        block: Block<'a>,
+        y: &'a [f32],
+        p: &'a mut [f32],
+        grad: &'a mut [f32],
+        loss: &'a mut f64,
+    },
+}
+
+/// The two products, implemented per instruction set.
+trait Products {
+    /// Logits of the rows of a block into `out` (`rows x classes`).
+    fn logits(b: &Block<'_>, out: &mut [f32]);
+    /// Adds `X^T g` for the rows of a block into the packed `grad`.
+    fn gradient(b: &Block<'_>, g: &[f32], grad: &mut [f32]);
+}
+
+/// The products written with arrays of lanes, left to the compiler's
+/// vectoriser: `R` rows x `G` classes for the forward pass, `S` chunks x
+/// `GG` classes for the gradient.
+struct Generic<M, const R: usize, const G: usize, const S: usize, const GG: usize>(
+    std::marker::PhantomData<M>,
+);
+
+impl<M: Arith, const R: usize, const G: usize, const S: usize, const GG: usize> Products
+    for Generic<M, R, G, S, GG>
+{
+    #[inline(always)]
+    fn logits(b: &Block<'_>, out: &mut [f32]) {
+        logits::<M, R, G>(b, out);
+    }
+
+    #[inline(always)]
+    fn gradient(b: &Block<'_>, g: &[f32], grad: &mut [f32]) {
+        gradient::<M, S, GG>(b, g, grad);
+    }
 }
 
 /// The body shared by every instruction set; inlined into each entry point
 /// so it is compiled with that entry point's target features.
 #[inline(always)]
-fn execute<M: Arith, const R: usize, const G: usize, const S: usize, const GG: usize>(
-    op: Op<'_>,
-) -> f64 {
+fn execute<P: Products>(op: Op<'_>) {
     match op {
-        Op::Forward(f) => {
-            let out = &mut f.out[..f.rows * f.classes];
-            logits::<M, R, G>(f.x, f.rows, f.features, f.packed, f.classes, out);
-            for v in out.iter_mut() {
-                *v = sigmoid(*v);
-            }
-            0.0
+        Op::Forward { block, out } => {
+            let out = &mut out[..block.rows * block.classes];
+            P::logits(&block, out);
+            probabilities(out);
         }
-        Op::Step(s) => {
-            let (features, classes) = (s.features, s.classes);
-            let mut loss = 0.0f64;
-            let mut r0 = 0;
-            while r0 < s.rows {
-                let n = STEP_BLOCK.min(s.rows - r0);
-                let x = &s.x[r0 * features..(r0 + n) * features];
-                let y = &s.y[r0 * classes..(r0 + n) * classes];
-                let p = &mut s.block[..n * classes];
-                logits::<M, R, G>(x, n, features, s.packed, classes, p);
-                for (pv, &yv) in p.iter_mut().zip(y) {
-                    let prob = sigmoid(*pv);
-                    loss += bce_term(prob, yv);
-                    *pv = prob - yv;
-                }
-                gradient::<M, S, GG>(x, n, features, p, classes, s.grad);
-                r0 += n;
-            }
-            loss
+        Op::Step {
+            block,
+            y,
+            p,
+            grad,
+            loss,
+        } => {
+            let n = block.rows * block.classes;
+            let p = &mut p[..n];
+            P::logits(&block, p);
+            residuals(p, &y[..n], loss);
+            P::gradient(&block, p, grad);
+        }
+    }
+}
+
+/// Logits to probabilities, in place.
+#[inline(always)]
+fn probabilities(z: &mut [f32]) {
+    for v in z.iter_mut() {
+        *v = sigmoid(*v);
+    }
+}
+
+/// Logits to `p - y`, in place, adding each output's clipped cross-entropy
+/// to `loss` in order.
+#[inline(always)]
+fn residuals(z: &mut [f32], y: &[f32], loss: &mut f64) {
+    let mut sum = *loss;
+    for (pv, &yv) in z.iter_mut().zip(y) {
+        let prob = sigmoid(*pv);
+        sum += bce_term(prob, yv);
+        *pv = prob - yv;
+    }
+    *loss = sum;
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+fn execute_avx512(op: Op<'_>) {
+    match op {
+        Op::Forward { block, out } => {
+            let out = &mut out[..block.rows * block.classes];
+            avx512::logits(&block, out);
+            probabilities(out);
+        }
+        Op::Step {
+            block,
+            y,
+            p,
+            grad,
+            loss,
+        } => {
+            let n = block.rows * block.classes;
+            let p = &mut p[..n];
+            avx512::logits(&block, p);
+            residuals(p, &y[..n], loss);
+            avx512::gradient(&block, p, grad);
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-unsafe fn execute_avx512(op: Op<'_>) -> f64 {
-    // Forward: 2 rows x 5 classes, each weight load feeding two FMAs.
-    // Gradient: 10 classes, each input load feeding ten FMAs.
-    execute::<Fused, 2, 5, 1, 10>(op)
-}
-
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn execute_avx2(op: Op<'_>) -> f64 {
+fn execute_avx2(op: Op<'_>) {
     // 5 classes x 2 ymm halves = 10 of the 16 ymm registers as accumulators.
-    execute::<Fused, 1, 5, 1, 5>(op)
+    execute::<Generic<Fused, 1, 5, 1, 5>>(op)
 }
 
 /// Which code path [`run`] takes on this machine, for benchmarks and reports.
@@ -400,7 +397,7 @@ pub(crate) fn path() -> &'static str {
 ///
 /// Slices must be consistent with the sizes in `op` (checked by the callers;
 /// an inconsistency panics on a slice bound, it never reads out of bounds).
-pub(crate) fn run(op: Op<'_>) -> f64 {
+pub(crate) fn run(op: Op<'_>) {
     #[cfg(target_arch = "x86_64")]
     {
         if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
@@ -416,22 +413,215 @@ pub(crate) fn run(op: Op<'_>) -> f64 {
     #[cfg(target_arch = "aarch64")]
     {
         // NEON has fused multiply-add on every aarch64 CPU.
-        execute::<Fused, 1, 5, 1, 5>(op)
+        execute::<Generic<Fused, 1, 5, 1, 5>>(op)
     }
     #[cfg(not(target_arch = "aarch64"))]
     {
-        execute::<Separate, 1, 5, 1, 5>(op)
+        execute::<Generic<Separate, 1, 5, 1, 5>>(op)
     }
 }
 
 /// Runs `op` on the portable path, whatever the CPU (for tests).
 #[cfg(test)]
-pub(crate) fn run_portable(op: Op<'_>) -> f64 {
-    execute::<Separate, 1, 5, 1, 5>(op)
+pub(crate) fn run_portable(op: Op<'_>) {
+    execute::<Generic<Separate, 1, 5, 1, 5>>(op)
 }
 
 /// Runs `op` with FMA but the smallest register blocking (for tests).
 #[cfg(test)]
-pub(crate) fn run_fused_small(op: Op<'_>) -> f64 {
-    execute::<Fused, 1, 3, 1, 3>(op)
+pub(crate) fn run_fused_small(op: Op<'_>) {
+    execute::<Generic<Fused, 1, 3, 1, 3>>(op)
+}
+
+/// The AVX-512 products with explicit registers: the compiler keeps arrays of
+/// `__m512` in registers where it spills larger arrays of `f32` lanes, so
+/// wider register blocking pays off only written this way. Lane by lane the
+/// operations are those of [`Generic`] with [`Fused`], in the same order, so
+/// the results are identical bit for bit.
+///
+/// Every function here carries the target features of `execute_avx512`, the
+/// only caller, so that the intrinsics are inlined (and safe to call).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::{
+        __m512, _mm256_add_ps, _mm256_castps256_ps128, _mm256_extractf128_ps,
+        _mm512_castps512_ps256, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps,
+        _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_storeu_ps, _mm_add_ps, _mm_add_ss,
+        _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps,
+    };
+
+    use super::{Block, LANES};
+
+    /// Forward pass: rows x classes held in registers (15 accumulators).
+    const R: usize = 3;
+    const G: usize = 5;
+    /// Gradient: chunks x classes held in registers (10 accumulators).
+    const S: usize = 2;
+    const GG: usize = 5;
+
+    /// The first 16 values of `s`.
+    ///
+    /// # Panics
+    /// When `s` is shorter.
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    fn load(s: &[f32]) -> __m512 {
+        let s = &s[..LANES];
+        // SAFETY: `s` holds 16 floats (checked above); the load is an
+        // unaligned one.
+        unsafe { _mm512_loadu_ps(s.as_ptr()) }
+    }
+
+    /// Stores `v` into the first 16 values of `s`.
+    ///
+    /// # Panics
+    /// When `s` is shorter.
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    fn store(s: &mut [f32], v: __m512) {
+        let s = &mut s[..LANES];
+        // SAFETY: as in `load`.
+        unsafe { _mm512_storeu_ps(s.as_mut_ptr(), v) }
+    }
+
+    /// The lanes of `v` summed by the tree of `super::hsum`: lanes `k` and
+    /// `k + 8`, then `k` and `k + 4`, then `(0 + 2) + (1 + 3)`.
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    fn hsum(v: __m512) -> f32 {
+        let hi = _mm512_castps512_ps256(_mm512_shuffle_f32x4::<0b11_10_11_10>(v, v));
+        let s8 = _mm256_add_ps(_mm512_castps512_ps256(v), hi);
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+        let t = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps::<0b01>(t, t)))
+    }
+
+    /// Logits of `RR` rows starting at `r0` for classes `cg..cg + GC`, into
+    /// `out` (`rows x classes`).
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    fn logits_rows<const RR: usize, const GC: usize>(
+        b: &Block<'_>,
+        r0: usize,
+        cg: usize,
+        out: &mut [f32],
+    ) {
+        let stride = b.chunks * LANES;
+        let x = &b.x[r0 * stride..(r0 + RR) * stride];
+        let mut acc = [[_mm512_setzero_ps(); GC]; RR];
+        for i in 0..b.chunks {
+            let o = i * LANES;
+            let mut xv = [_mm512_setzero_ps(); RR];
+            for r in 0..RR {
+                xv[r] = load(&x[r * stride + o..]);
+            }
+            let w = &b.packed[(i * b.classes + cg) * LANES..];
+            for g in 0..GC {
+                let wg = load(&w[g * LANES..]);
+                for r in 0..RR {
+                    acc[r][g] = _mm512_fmadd_ps(xv[r], wg, acc[r][g]);
+                }
+            }
+        }
+        for r in 0..RR {
+            for g in 0..GC {
+                out[(r0 + r) * b.classes + cg + g] = hsum(acc[r][g]);
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    fn logits_group<const RR: usize>(b: &Block<'_>, r0: usize, out: &mut [f32]) {
+        let mut cg = 0;
+        while cg + G <= b.classes {
+            logits_rows::<RR, G>(b, r0, cg, out);
+            cg += G;
+        }
+        while cg < b.classes {
+            logits_rows::<RR, 1>(b, r0, cg, out);
+            cg += 1;
+        }
+    }
+
+    /// Logits of the rows of a block into `out` (`rows x classes`).
+    #[target_feature(enable = "avx512f,fma")]
+    pub(super) fn logits(b: &Block<'_>, out: &mut [f32]) {
+        let mut r0 = 0;
+        while r0 + R <= b.rows {
+            logits_group::<R>(b, r0, out);
+            r0 += R;
+        }
+        while r0 < b.rows {
+            logits_group::<1>(b, r0, out);
+            r0 += 1;
+        }
+    }
+
+    /// `grad[chunks i..i+SS, classes cg..cg+GC] += sum_r g[r][c] x[r][chunk]`,
+    /// rows in order.
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    fn gradient_strip<const SS: usize, const GC: usize>(
+        b: &Block<'_>,
+        g: &[f32],
+        cg: usize,
+        i: usize,
+        grad: &mut [f32],
+    ) {
+        let (stride, classes) = (b.chunks * LANES, b.classes);
+        let mut acc = [[_mm512_setzero_ps(); GC]; SS];
+        for s in 0..SS {
+            for c in 0..GC {
+                acc[s][c] = load(&grad[((i + s) * classes + cg + c) * LANES..]);
+            }
+        }
+        for r in 0..b.rows {
+            let xr = &b.x[r * stride + i * LANES..];
+            let mut xv = [_mm512_setzero_ps(); SS];
+            for s in 0..SS {
+                xv[s] = load(&xr[s * LANES..]);
+            }
+            let gr = &g[r * classes + cg..r * classes + cg + GC];
+            for c in 0..GC {
+                let gb = _mm512_set1_ps(gr[c]);
+                for s in 0..SS {
+                    acc[s][c] = _mm512_fmadd_ps(gb, xv[s], acc[s][c]);
+                }
+            }
+        }
+        for s in 0..SS {
+            for c in 0..GC {
+                store(&mut grad[((i + s) * classes + cg + c) * LANES..], acc[s][c]);
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    fn gradient_classes<const GC: usize>(b: &Block<'_>, g: &[f32], cg: usize, grad: &mut [f32]) {
+        let mut i = 0;
+        while i + S <= b.chunks {
+            gradient_strip::<S, GC>(b, g, cg, i, grad);
+            i += S;
+        }
+        while i < b.chunks {
+            gradient_strip::<1, GC>(b, g, cg, i, grad);
+            i += 1;
+        }
+    }
+
+    /// Adds `X^T g` for the rows of a block into the packed `grad`.
+    #[target_feature(enable = "avx512f,fma")]
+    pub(super) fn gradient(b: &Block<'_>, g: &[f32], grad: &mut [f32]) {
+        let mut cg = 0;
+        while cg + GG <= b.classes {
+            gradient_classes::<GG>(b, g, cg, grad);
+            cg += GG;
+        }
+        while cg < b.classes {
+            gradient_classes::<1>(b, g, cg, grad);
+            cg += 1;
+        }
+    }
 }

@@ -46,6 +46,7 @@ mod loss;
 mod metrics;
 mod mlp;
 mod model;
+mod pool;
 mod schedule;
 mod sgd;
 
@@ -54,7 +55,7 @@ pub use crate::{
     io::{MODEL_FORMAT, MODEL_VERSION},
     linear::{Activation, Init, LinearModel},
     loss::{bce_loss, PROB_CLIP},
-    metrics::{evaluate, ClassMetrics, ConfusionMatrix, Evaluation, MacroAverage},
+    metrics::{evaluate, evaluate_rows, ClassMetrics, ConfusionMatrix, Evaluation, MacroAverage},
     mlp::{evaluate_mlp, Dense, Head, Mlp, MlpTrainer, NETWORK_VERSION},
     model::Model,
     schedule::{post_schedule, Constant, CosineWarmRestarts, LrSchedule, Product, Warmup},

@@ -266,14 +266,53 @@ impl LinearModel {
 
     /// Forward pass on row-major slices whose sizes the caller has checked.
     pub(crate) fn forward_slice(&self, x: &[f32], rows: usize, out: &mut [f32]) {
-        kernel::run(kernel::Op::Forward(kernel::Forward {
-            x,
-            rows,
-            features: self.features,
-            classes: self.classes,
-            packed: &self.packed,
-            out,
-        }));
+        let f = self.features;
+        let copy = |first: usize, dst: &mut [f32], stride: usize| {
+            for (k, row) in dst.chunks_exact_mut(stride).enumerate() {
+                row[..f].copy_from_slice(&x[(first + k) * f..(first + k + 1) * f]);
+            }
+        };
+        let mut block = Vec::new();
+        self.forward_rows(0..rows, &copy, out, &mut block);
+    }
+
+    /// Probabilities of rows `range` of a row source (see
+    /// [`Sgd::step_rows`](crate::Sgd::step_rows)) into `out`, `range.len() x
+    /// classes`, block by block through the scratch `block`.
+    pub(crate) fn forward_rows<F>(
+        &self,
+        range: std::ops::Range<usize>,
+        fill: &F,
+        out: &mut [f32],
+        block: &mut Vec<f32>,
+    ) where
+        F: Fn(usize, &mut [f32], usize) + Sync + ?Sized,
+    {
+        let (f, classes) = (self.features, self.classes);
+        let stride = kernel::stride(f);
+        block.resize(kernel::BLOCK * stride, 0.0);
+        let mut r = range.start;
+        while r < range.end {
+            let n = kernel::BLOCK.min(range.end - r);
+            let xb = &mut block[..n * stride];
+            fill(r, xb, stride);
+            // The padding must be zero whatever the source wrote there.
+            for row in xb.chunks_exact_mut(stride) {
+                row[f..].fill(0.0);
+            }
+            let at = (r - range.start) * classes;
+            kernel::run(kernel::Op::Forward {
+                block: kernel::Block {
+                    x: xb,
+                    rows: n,
+                    chunks: kernel::chunks(f),
+                    classes,
+                    packed: &self.packed,
+                },
+                out: &mut out[at..at + n * classes],
+            });
+            r += n;
+        }
     }
 
     /// The probabilities `sigmoid(x W)`, shape `(x.nrows(), classes)`.
@@ -513,25 +552,29 @@ mod tests {
         let w = random(f, c, &mut rng);
         let x = random(rows, f, &mut rng);
         let m = LinearModel::from_weights(w.view()).expect("ok");
-        let xs = x.as_slice().expect("standard");
+        let mut xb = vec![0.0f32; rows * kernel::stride(f)];
+        for (dst, src) in xb.chunks_exact_mut(kernel::stride(f)).zip(x.rows()) {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = *s;
+            }
+        }
+        let block = || kernel::Block {
+            x: &xb,
+            rows,
+            chunks: kernel::chunks(f),
+            classes: c,
+            packed: m.packed(),
+        };
         let mut small = vec![0.0; rows * c];
-        kernel::run_fused_small(kernel::Op::Forward(kernel::Forward {
-            x: xs,
-            rows,
-            features: f,
-            classes: c,
-            packed: m.packed(),
+        kernel::run_fused_small(kernel::Op::Forward {
+            block: block(),
             out: &mut small,
-        }));
+        });
         let mut portable = vec![0.0; rows * c];
-        kernel::run_portable(kernel::Op::Forward(kernel::Forward {
-            x: xs,
-            rows,
-            features: f,
-            classes: c,
-            packed: m.packed(),
+        kernel::run_portable(kernel::Op::Forward {
+            block: block(),
             out: &mut portable,
-        }));
+        });
         let best = m.predict_proba(x.view()).expect("ok");
         if kernel::path() != "portable" {
             assert_eq!(best.as_slice().expect("standard"), &small[..]);

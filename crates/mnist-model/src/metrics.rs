@@ -6,9 +6,14 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::linear::{argmax, LinearModel};
 use crate::loss::bce_row_label;
+use crate::pool;
+use crate::sgd::with_rows;
 
 /// Rows per forward pass in [`evaluate`]: the probabilities buffer stays small.
 const EVAL_CHUNK: usize = 1024;
+
+/// Below this many rows a second thread costs more than it saves.
+const MIN_ROWS_FOR_THREADS: usize = 256;
 
 /// Counts of (true class, predicted class) pairs: rows are the true class,
 /// columns the predicted one.
@@ -255,35 +260,62 @@ pub fn evaluate(model: &LinearModel, x: ArrayView2<'_, f32>, labels: &[u8]) -> R
             found: labels.len(),
         });
     }
+    with_rows(x, |fill| evaluate_rows(model, labels, fill))?
+}
+
+/// [`evaluate`] on rows made on demand by `features`, as in
+/// [`Sgd::step_rows`](crate::Sgd::step_rows), one row per label: nothing
+/// but a block of rows per thread needs to exist as `f32` at a time. The two
+/// halves of the rows are evaluated on two threads; the loss is summed in row
+/// order afterwards, so the result is the same as [`evaluate`]'s, bit for
+/// bit.
+///
+/// # Errors
+///
+/// [`Error::ZeroSize`] if there are no labels, and
+/// [`Error::LabelOutOfRange`] for a label not below the number of classes.
+pub fn evaluate_rows<F>(model: &LinearModel, labels: &[u8], features: &F) -> Result<Evaluation>
+where
+    F: Fn(usize, &mut [f32], usize) + Sync + ?Sized,
+{
+    let rows = labels.len();
     if rows == 0 {
         return Err(Error::ZeroSize { what: "rows" });
     }
     let classes = model.classes();
     let mut confusion = ConfusionMatrix::new(classes)?;
-    let mut p = vec![0.0f32; EVAL_CHUNK.min(rows) * classes];
-    let mut loss = 0.0f64;
-    let mut start = 0;
-    while start < rows {
-        let end = (start + EVAL_CHUNK).min(rows);
-        let chunk = x.slice(ndarray::s![start..end, ..]);
-        let chunk = chunk.as_standard_layout();
-        let n = end - start;
-        let Some(xs) = chunk.as_slice() else {
-            // Unreachable: a standard-layout array is always contiguous.
-            return Err(Error::DimensionMismatch {
-                what: "input layout",
-                expected: 1,
-                found: 0,
-            });
-        };
-        let p = &mut p[..n * classes];
-        model.forward_slice(xs, n, p);
-        for (i, row) in p.chunks_exact(classes).enumerate() {
-            let label = usize::from(labels[start + i]);
-            confusion.add(start + i, label, argmax(row.iter().copied()))?;
-            loss += bce_row_label(row, label);
+    // Per row: the prediction and the row's loss, computed in parallel.
+    let mut predicted = vec![0usize; rows];
+    let mut row_loss = vec![0.0f64; rows];
+    let mid = rows / 2;
+    let (pl, ph) = predicted.split_at_mut(mid);
+    let (ll, lh) = row_loss.split_at_mut(mid);
+    let half = |range: std::ops::Range<usize>, pred: &mut [usize], loss: &mut [f64]| {
+        let mut block = Vec::new();
+        let mut p = vec![0.0f32; EVAL_CHUNK.min(range.len()) * classes];
+        let mut start = range.start;
+        while start < range.end {
+            let end = (start + EVAL_CHUNK).min(range.end);
+            let p = &mut p[..(end - start) * classes];
+            model.forward_rows(start..end, features, p, &mut block);
+            for (i, row) in p.chunks_exact(classes).enumerate() {
+                let at = start + i - range.start;
+                pred[at] = argmax(row.iter().copied());
+                loss[at] = bce_row_label(row, usize::from(labels[start + i]));
+            }
+            start = end;
         }
-        start = end;
+    };
+    if rows >= MIN_ROWS_FOR_THREADS {
+        pool::join(|| half(0..mid, pl, ll), || half(mid..rows, ph, lh));
+    } else {
+        half(0..mid, pl, ll);
+        half(mid..rows, ph, lh);
+    }
+    let mut loss = 0.0f64;
+    for (index, ((&label, &p), &l)) in labels.iter().zip(&predicted).zip(&row_loss).enumerate() {
+        confusion.add(index, usize::from(label), p)?;
+        loss += l;
     }
     Ok(Evaluation {
         loss: loss / rows as f64,

@@ -1,12 +1,11 @@
 //! Plain stochastic gradient descent on the clipped cross-entropy.
 
-use std::sync::OnceLock;
-
 use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Error, Result};
 use crate::kernel;
 use crate::linear::LinearModel;
+use crate::pool;
 
 /// Batches are split into this many fixed parts whose gradients are summed
 /// in order, whether or not the parts run on separate threads: the result
@@ -15,11 +14,6 @@ const PARTS: usize = 2;
 
 /// Below this many rows a second thread costs more than it saves.
 const MIN_ROWS_FOR_THREADS: usize = 128;
-
-fn threads_available() -> usize {
-    static CACHE: OnceLock<usize> = OnceLock::new();
-    *CACHE.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
-}
 
 /// Plain SGD as in the post: `W -= lr * X^T (p - y) / nominal_batch`.
 ///
@@ -43,8 +37,12 @@ impl Default for Sgd {
 /// allocates only on its first step.
 #[derive(Debug, Default, Clone)]
 pub struct StepScratch {
+    /// Each part's gradient, packed.
     grads: [Vec<f32>; PARTS],
-    blocks: [Vec<f32>; PARTS],
+    /// Each part's block of inputs, `kernel::BLOCK` rows of whole chunks.
+    xs: [Vec<f32>; PARTS],
+    /// Each part's block of probabilities, then `p - y`.
+    ps: [Vec<f32>; PARTS],
 }
 
 impl StepScratch {
@@ -124,8 +122,44 @@ impl Sgd {
                 reason: "must be finite and non-negative",
             });
         }
-        let loss_sum = accumulate(model, x, y_onehot, scratch)?;
-        let loss = loss_sum / x.nrows() as f64;
+        check_rows(model, &x, &y_onehot)?;
+        with_rows(x, |fill| self.step_rows(model, y_onehot, fill, lr, scratch))?
+    }
+
+    /// [`step`](Self::step) on rows made on demand: `features(first, x,
+    /// stride)` must write the features of rows `first..first + n`, with
+    /// `n = x.len() / stride`, into `x`, one row every `stride` values (the
+    /// first [`LinearModel::features`] values of each row; the rest are
+    /// ignored). It is called a block of a few dozen rows at a time, in
+    /// increasing order within each of two fixed halves of the batch, the
+    /// halves on two threads at once: rows are made where and when they are
+    /// used, while still in cache. `y_onehot` holds the targets, one row per
+    /// batch row. The same rows give the same result, bit for bit, as
+    /// [`step`](Self::step).
+    ///
+    /// # Errors
+    ///
+    /// As [`step`](Self::step).
+    pub fn step_rows<F>(
+        &self,
+        model: &mut LinearModel,
+        y_onehot: ArrayView2<'_, f32>,
+        features: &F,
+        lr: f32,
+        scratch: &mut StepScratch,
+    ) -> Result<f64>
+    where
+        F: Fn(usize, &mut [f32], usize) + Sync + ?Sized,
+    {
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(Error::InvalidParameter {
+                name: "learning rate",
+                value: lr.to_string(),
+                reason: "must be finite and non-negative",
+            });
+        }
+        let loss_sum = accumulate(model, y_onehot, features, scratch)?;
+        let loss = loss_sum / y_onehot.nrows() as f64;
         if !loss.is_finite() {
             return Err(Error::Diverged {
                 loss,
@@ -164,20 +198,13 @@ fn update(w: &mut [f32], g0: &[f32], g1: &[f32], scale: f32) -> bool {
     check.iter().all(|c| c.is_finite())
 }
 
-/// Checks shapes, then fills `scratch.grads` with the two parts of
-/// `X^T (p - y)` (packed) and returns the summed loss.
-fn accumulate(
-    model: &LinearModel,
-    x: ArrayView2<'_, f32>,
-    y: ArrayView2<'_, f32>,
-    scratch: &mut StepScratch,
-) -> Result<f64> {
-    model.check_input(&x)?;
-    let (features, classes) = (model.features(), model.classes());
-    if y.ncols() != classes {
+/// Checks that `x` fits the model and `y` has a row per row of `x`.
+fn check_rows(model: &LinearModel, x: &ArrayView2<'_, f32>, y: &ArrayView2<'_, f32>) -> Result<()> {
+    model.check_input(x)?;
+    if y.ncols() != model.classes() {
         return Err(Error::DimensionMismatch {
             what: "target columns (classes)",
-            expected: classes,
+            expected: model.classes(),
             found: y.ncols(),
         });
     }
@@ -188,13 +215,17 @@ fn accumulate(
             found: y.nrows(),
         });
     }
-    let rows = x.nrows();
-    if rows == 0 {
-        return Err(Error::ZeroSize { what: "batch rows" });
-    }
+    Ok(())
+}
+
+/// Calls `f` with a row source copying from `x`.
+pub(crate) fn with_rows<T>(
+    x: ArrayView2<'_, f32>,
+    f: impl FnOnce(&(dyn Fn(usize, &mut [f32], usize) + Sync)) -> T,
+) -> Result<T> {
+    let features = x.ncols();
     let x = x.as_standard_layout();
-    let y = y.as_standard_layout();
-    let (Some(xs), Some(ys)) = (x.as_slice(), y.as_slice()) else {
+    let Some(xs) = x.as_slice() else {
         // Unreachable: a standard-layout array is always contiguous.
         return Err(Error::DimensionMismatch {
             what: "input layout",
@@ -202,43 +233,143 @@ fn accumulate(
             found: 0,
         });
     };
+    let copy = |first: usize, out: &mut [f32], stride: usize| {
+        for (k, row) in out.chunks_exact_mut(stride).enumerate() {
+            let at = (first + k) * features;
+            row[..features].copy_from_slice(&xs[at..at + features]);
+        }
+    };
+    Ok(f(&copy))
+}
+
+/// Checks shapes, then fills `scratch.grads` with the two parts of
+/// `X^T (p - y)` (packed) and returns the summed loss.
+fn accumulate<F>(
+    model: &LinearModel,
+    y: ArrayView2<'_, f32>,
+    fill: &F,
+    scratch: &mut StepScratch,
+) -> Result<f64>
+where
+    F: Fn(usize, &mut [f32], usize) + Sync + ?Sized,
+{
+    let (features, classes) = (model.features(), model.classes());
+    if y.ncols() != classes {
+        return Err(Error::DimensionMismatch {
+            what: "target columns (classes)",
+            expected: classes,
+            found: y.ncols(),
+        });
+    }
+    let rows = y.nrows();
+    if rows == 0 {
+        return Err(Error::ZeroSize { what: "batch rows" });
+    }
+    let y = y.as_standard_layout();
+    let Some(ys) = y.as_slice() else {
+        // Unreachable: a standard-layout array is always contiguous.
+        return Err(Error::DimensionMismatch {
+            what: "target layout",
+            expected: 1,
+            found: 0,
+        });
+    };
     let len = kernel::packed_len(features, classes);
-    for (g, b) in scratch.grads.iter_mut().zip(scratch.blocks.iter_mut()) {
-        g.clear();
-        g.resize(len, 0.0);
-        b.resize(kernel::STEP_BLOCK * classes, 0.0);
+    let stride = kernel::stride(features);
+    for k in 0..PARTS {
+        scratch.grads[k].clear();
+        scratch.grads[k].resize(len, 0.0);
+        scratch.xs[k].resize(kernel::BLOCK * stride, 0.0);
+        scratch.ps[k].resize(kernel::BLOCK * classes, 0.0);
     }
     let mid = rows / 2;
     let packed = model.packed();
     let [g0, g1] = &mut scratch.grads;
-    let [b0, b1] = &mut scratch.blocks;
-    let part = |lo: usize, hi: usize, grad: &mut [f32], block: &mut [f32]| {
-        kernel::run(kernel::Op::Step(kernel::Step {
-            x: &xs[lo * features..hi * features],
-            y: &ys[lo * classes..hi * classes],
-            rows: hi - lo,
-            features,
-            classes,
-            packed,
+    let [x0, x1] = &mut scratch.xs;
+    let [p0, p1] = &mut scratch.ps;
+    let part = |lo: usize, hi: usize, grad: &mut [f32], x: &mut [f32], p: &mut [f32]| {
+        run_part(
+            Part {
+                packed,
+                features,
+                classes,
+                ys,
+                fill,
+                kernel: kernel::run,
+            },
+            lo..hi,
             grad,
-            block,
-        }))
+            x,
+            p,
+        )
     };
-    let (l0, l1) = if rows >= MIN_ROWS_FOR_THREADS && threads_available() >= 2 {
-        std::thread::scope(|s| {
-            let second = s.spawn(|| part(mid, rows, g1, b1));
-            let l0 = part(0, mid, g0, b0);
-            // A panic in the kernel would be a bug (sizes were checked);
-            // re-raise it rather than hide it.
-            let l1 = second
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e));
-            (l0, l1)
-        })
+    let (l0, l1) = if rows >= MIN_ROWS_FOR_THREADS {
+        pool::join(|| part(0, mid, g0, x0, p0), || part(mid, rows, g1, x1, p1))
     } else {
-        (part(0, mid, g0, b0), part(mid, rows, g1, b1))
+        (part(0, mid, g0, x0, p0), part(mid, rows, g1, x1, p1))
     };
     Ok(l0 + l1)
+}
+
+/// What every part of a batch shares.
+struct Part<'a, F: ?Sized> {
+    packed: &'a [f32],
+    features: usize,
+    classes: usize,
+    ys: &'a [f32],
+    fill: &'a F,
+    /// The kernel entry point (tests pick other register blockings).
+    kernel: fn(kernel::Op<'_>),
+}
+
+/// Rows `range` of a batch, block by block: made by `fill` into `x`, then
+/// forward pass, loss and gradient while the block is in cache. Returns the
+/// summed loss, accumulated in row-major order.
+fn run_part<F>(
+    part: Part<'_, F>,
+    range: std::ops::Range<usize>,
+    grad: &mut [f32],
+    x: &mut [f32],
+    p: &mut [f32],
+) -> f64
+where
+    F: Fn(usize, &mut [f32], usize) + Sync + ?Sized,
+{
+    let Part {
+        packed,
+        features,
+        classes,
+        ys,
+        fill,
+        kernel: run,
+    } = part;
+    let stride = kernel::stride(features);
+    let mut loss = 0.0f64;
+    let mut r = range.start;
+    while r < range.end {
+        let n = kernel::BLOCK.min(range.end - r);
+        let xb = &mut x[..n * stride];
+        fill(r, xb, stride);
+        // The padding must be zero whatever the source wrote there.
+        for row in xb.chunks_exact_mut(stride) {
+            row[features..].fill(0.0);
+        }
+        run(kernel::Op::Step {
+            block: kernel::Block {
+                x: xb,
+                rows: n,
+                chunks: kernel::chunks(features),
+                classes,
+                packed,
+            },
+            y: &ys[r * classes..(r + n) * classes],
+            p,
+            grad,
+            loss: &mut loss,
+        });
+        r += n;
+    }
+    loss
 }
 
 /// The gradient `X^T (p - y)` of the summed (not averaged) clipped
@@ -258,7 +389,8 @@ pub fn gradient(
     y_onehot: ArrayView2<'_, f32>,
     scratch: &mut StepScratch,
 ) -> Result<Array2<f32>> {
-    accumulate(model, x, y_onehot, scratch)?;
+    check_rows(model, &x, &y_onehot)?;
+    with_rows(x, |fill| accumulate(model, y_onehot, fill, scratch))??;
     let classes = model.classes();
     let [g0, g1] = &scratch.grads;
     Ok(Array2::from_shape_fn(
@@ -567,6 +699,38 @@ mod tests {
             .all(|(p, q)| p.to_bits() == q.to_bits()));
     }
 
+    /// Runs rows `range` of `x` as one part through `run`.
+    fn one_part(
+        m: &LinearModel,
+        x: &Array2<f32>,
+        y: &Array2<f32>,
+        range: std::ops::Range<usize>,
+        run: fn(kernel::Op<'_>),
+    ) -> (f64, Vec<f32>) {
+        let (f, c) = (m.features(), m.classes());
+        let mut grad = vec![0.0f32; kernel::packed_len(f, c)];
+        let mut xb = vec![0.0f32; kernel::BLOCK * kernel::stride(f)];
+        let mut p = vec![0.0f32; kernel::BLOCK * c];
+        let loss = with_rows(x.view(), |fill| {
+            run_part(
+                Part {
+                    packed: m.packed(),
+                    features: f,
+                    classes: c,
+                    ys: y.as_slice().expect("standard"),
+                    fill,
+                    kernel: run,
+                },
+                range,
+                &mut grad,
+                &mut xb,
+                &mut p,
+            )
+        })
+        .expect("standard");
+        (loss, grad)
+    }
+
     #[test]
     fn register_blocking_does_not_change_the_gradient_bits() {
         let mut rng = ChaCha8Rng::seed_from_u64(17);
@@ -575,23 +739,10 @@ mod tests {
         let x = random(rows, f, 0.5, &mut rng);
         let y = one_hot(&random_labels(rows, c, &mut rng), c);
         let m = LinearModel::from_weights(w.view()).expect("ok");
-        let len = kernel::packed_len(f, c);
-        let mut results = Vec::new();
-        for run in [kernel::run, kernel::run_fused_small] {
-            let mut grad = vec![0.0f32; len];
-            let mut block = vec![0.0f32; kernel::STEP_BLOCK * c];
-            let loss = run(kernel::Op::Step(kernel::Step {
-                x: x.as_slice().expect("standard"),
-                y: y.as_slice().expect("standard"),
-                rows,
-                features: f,
-                classes: c,
-                packed: m.packed(),
-                grad: &mut grad,
-                block: &mut block,
-            }));
-            results.push((loss, grad));
-        }
+        let results: Vec<_> = [kernel::run, kernel::run_fused_small]
+            .into_iter()
+            .map(|run| one_part(&m, &x, &y, 0..rows, run))
+            .collect();
         if kernel::path() != "portable" {
             assert_eq!(results[0].0.to_bits(), results[1].0.to_bits());
             assert!(results[0]
@@ -612,26 +763,38 @@ mod tests {
         let mut s = StepScratch::new();
         let threaded = gradient(&m, x.view(), y.view(), &mut s).expect("ok");
         // Same fixed parts, computed one after the other on this thread.
-        let xs = x.as_slice().expect("standard");
-        let ys = y.as_slice().expect("standard");
-        let len = kernel::packed_len(785, 10);
-        let mut parts = [vec![0.0f32; len], vec![0.0f32; len]];
-        let mut block = vec![0.0f32; kernel::STEP_BLOCK * 10];
-        for (part, (lo, hi)) in parts.iter_mut().zip([(0, 256), (256, 512)]) {
-            kernel::run(kernel::Op::Step(kernel::Step {
-                x: &xs[lo * 785..hi * 785],
-                y: &ys[lo * 10..hi * 10],
-                rows: hi - lo,
-                features: 785,
-                classes: 10,
-                packed: m.packed(),
-                grad: part,
-                block: &mut block,
-            }));
-        }
+        let (_, g0) = one_part(&m, &x, &y, 0..256, kernel::run);
+        let (_, g1) = one_part(&m, &x, &y, 256..512, kernel::run);
         for ((f, c), &v) in threaded.indexed_iter() {
             let i = kernel::packed_index(f, c, 10);
-            assert_eq!(v.to_bits(), (parts[0][i] + parts[1][i]).to_bits());
+            assert_eq!(v.to_bits(), (g0[i] + g1[i]).to_bits());
         }
+    }
+
+    #[test]
+    fn step_rows_equals_step_bit_for_bit() {
+        let mut rng = ChaCha8Rng::seed_from_u64(18);
+        let w = random(785, 10, 0.1, &mut rng);
+        let x = random(300, 785, 0.5, &mut rng);
+        let y = one_hot(&random_labels(300, 10, &mut rng), 10);
+        let mut a = LinearModel::from_weights(w.view()).expect("ok");
+        let mut b = a.clone();
+        let mut s = StepScratch::new();
+        let la = Sgd::default()
+            .step(&mut a, x.view(), y.view(), 0.1, &mut s)
+            .expect("ok");
+        let xs = x.as_slice().expect("standard");
+        // A source that scribbles on the padding, which must not matter.
+        let fill = |first: usize, out: &mut [f32], stride: usize| {
+            for (k, row) in out.chunks_exact_mut(stride).enumerate() {
+                row[..785].copy_from_slice(&xs[(first + k) * 785..(first + k + 1) * 785]);
+                row[785..].fill(f32::NAN);
+            }
+        };
+        let lb = Sgd::default()
+            .step_rows(&mut b, y.view(), &fill, 0.1, &mut s)
+            .expect("ok");
+        assert_eq!(la.to_bits(), lb.to_bits());
+        assert_eq!(a, b);
     }
 }
