@@ -326,7 +326,7 @@ pub fn run(given: &TrainArgs) -> Result<()> {
         loader.begin_epoch(epoch);
         let mut batch_in_epoch = 0;
         let mut loss_sum = 0.0;
-        while let Some(batch) = loader.next_batch() {
+        while let Some(batch) = loader.next_lazy() {
             if interrupted.load(Ordering::Relaxed) {
                 log.finish_bar();
                 return Err(Interrupted {
@@ -336,8 +336,11 @@ pub fn run(given: &TrainArgs) -> Result<()> {
                 .into());
             }
             let iteration = iterations.len();
+            // Features are made block by block on the threads that use them.
+            let features =
+                |first: usize, x: &mut [f32], stride: usize| batch.features_into(first, x, stride);
             let loss = sgd
-                .step(&mut model, batch.x, batch.y, lr as f32, &mut scratch)
+                .step_rows(&mut model, batch.y, &features, lr as f32, &mut scratch)
                 .with_context(|| {
                     format!("epoch {epoch}, iteration {iteration}, learning rate {lr:e}; no model saved")
                 })?;
