@@ -1,14 +1,22 @@
-//! One SGD step at the post's batch shape, and the forward pass over a
-//! test-set-sized input.
+//! The training kernels at the post's shapes, on synthetic data (no files):
+//! one SGD step on a batch of 512, one epoch of 60,000 rows (118 steps, rows
+//! made from bytes block by block as training does), the forward pass and
+//! the evaluation over a test-set-sized input of 10,000 rows.
+
+use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mnist_model::{Init, LinearModel, Sgd, StepScratch};
-use ndarray::Array2;
+use mnist_model::{evaluate, evaluate_rows, Init, LinearModel, Sgd, StepScratch};
+use ndarray::{s, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const FEATURES: usize = 785;
+const PIXELS: usize = FEATURES - 1;
 const CLASSES: usize = 10;
+const BATCH: usize = 512;
+const TRAIN: usize = 60_000;
+const TEST: usize = 10_000;
 
 fn inputs(rows: usize, rng: &mut ChaCha8Rng) -> (Array2<f32>, Array2<f32>) {
     let x = Array2::from_shape_fn((rows, FEATURES), |(_, f)| {
@@ -22,30 +30,94 @@ fn inputs(rows: usize, rng: &mut ChaCha8Rng) -> (Array2<f32>, Array2<f32>) {
     (x, y)
 }
 
+/// The post's features of byte `p`, as a table: `p / 255 - 0.5`.
+fn table() -> [f32; 256] {
+    std::array::from_fn(|p| p as f32 / 255.0 - 0.5)
+}
+
 fn bench(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let Ok(mut model) = LinearModel::new(FEATURES, CLASSES, Init::default(), &mut rng) else {
         return;
     };
     eprintln!("kernel path: {}", mnist_model::kernel_path());
+    let flops_per_row = 2 * 2 * FEATURES * CLASSES;
 
-    let (x, y) = inputs(512, &mut rng);
+    let (x, y) = inputs(BATCH, &mut rng);
     let sgd = Sgd::default();
     let mut scratch = StepScratch::new();
     let mut group = c.benchmark_group("sgd_step");
-    group.throughput(Throughput::Elements(512));
+    group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("512x785x10", |b| {
         // A tiny rate keeps the weights finite however many iterations run.
         b.iter(|| sgd.step(&mut model, x.view(), y.view(), 1e-6, &mut scratch))
     });
     group.finish();
+    eprintln!(
+        "(one step is {} MFLOP: forward and gradient products)",
+        BATCH * flops_per_row / 1_000_000
+    );
 
-    let (x, _) = inputs(10_000, &mut rng);
-    let mut out = Array2::<f32>::zeros((10_000, CLASSES));
+    // An epoch as training runs it: 60,000 rows of bytes, batches of 512,
+    // each block of rows made from the bytes on the thread that uses it.
+    let pixels: Vec<u8> = (0..TRAIN * PIXELS).map(|_| rng.gen()).collect();
+    let labels: Vec<usize> = (0..TRAIN).map(|_| rng.gen_range(0..CLASSES)).collect();
+    let y_all = Array2::from_shape_fn((TRAIN, CLASSES), |(r, c)| f32::from(labels[r] == c));
+    let lut = table();
+    let mut group = c.benchmark_group("epoch");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(TRAIN as u64));
+    group.bench_function("60000x785x10", |b| {
+        b.iter(|| {
+            let mut loss = 0.0;
+            for start in (0..TRAIN).step_by(BATCH) {
+                let end = (start + BATCH).min(TRAIN);
+                let fill = |first: usize, out: &mut [f32], stride: usize| {
+                    for (k, row) in out.chunks_exact_mut(stride).enumerate() {
+                        let at = (start + first + k) * PIXELS;
+                        for (o, &p) in row.iter_mut().zip(&pixels[at..at + PIXELS]) {
+                            *o = lut[usize::from(p)];
+                        }
+                        row[PIXELS] = 1.0;
+                    }
+                };
+                let y = y_all.slice(s![start..end, ..]);
+                loss += sgd
+                    .step_rows(&mut model, y, &fill, 1e-6, &mut scratch)
+                    .unwrap_or(f64::NAN);
+            }
+            black_box(loss)
+        })
+    });
+    group.finish();
+
+    let (x, _) = inputs(TEST, &mut rng);
+    let test_labels: Vec<u8> = (0..TEST).map(|r| (r % CLASSES) as u8).collect();
+    let mut out = Array2::<f32>::zeros((TEST, CLASSES));
     let mut group = c.benchmark_group("forward");
-    group.throughput(Throughput::Elements(10_000));
+    group.throughput(Throughput::Elements(TEST as u64));
     group.bench_function("10000x785x10", |b| {
         b.iter(|| model.forward_into(x.view(), out.view_mut()))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("evaluate");
+    group.throughput(Throughput::Elements(TEST as u64));
+    group.bench_function("10000x785x10", |b| {
+        b.iter(|| evaluate(&model, x.view(), &test_labels).map(|e| e.accuracy))
+    });
+    let test_pixels = &pixels[..TEST * PIXELS];
+    group.bench_function("10000x785x10_from_bytes", |b| {
+        let fill = |first: usize, out: &mut [f32], stride: usize| {
+            for (k, row) in out.chunks_exact_mut(stride).enumerate() {
+                let at = (first + k) * PIXELS;
+                for (o, &p) in row.iter_mut().zip(&test_pixels[at..at + PIXELS]) {
+                    *o = lut[usize::from(p)];
+                }
+                row[PIXELS] = 1.0;
+            }
+        };
+        b.iter(|| evaluate_rows(&model, &test_labels, &fill).map(|e| e.accuracy))
     });
     group.finish();
 }
