@@ -31,6 +31,10 @@ pub struct FileSpec {
     pub gz_size: u64,
     /// SHA-256 of the official `.gz`, lowercase hex.
     pub gz_sha256: String,
+    /// SHA-256 of the decompressed file, lowercase hex, where known: a copy
+    /// recompressed by a redistributor (so its `.gz` matches neither the
+    /// official size nor checksum) is accepted when its content matches.
+    pub content_sha256: Option<String>,
 }
 
 impl FileSpec {
@@ -41,7 +45,13 @@ impl FileSpec {
             count,
             gz_size,
             gz_sha256: gz_sha256.to_owned(),
+            content_sha256: None,
         }
+    }
+
+    fn with_content(mut self, sha256: &str) -> Self {
+        self.content_sha256 = Some(sha256.to_owned());
+        self
     }
 
     /// The name of the compressed file on a mirror.
@@ -82,6 +92,9 @@ pub struct DatasetSpec {
     /// Environment variable naming an extra mirror tried first.
     pub mirror_env: String,
 }
+
+/// Where Debian's `dataset-fashion-mnist` package puts the four `.gz` files.
+pub const DEBIAN_FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
 
 const MNIST_SIDE: usize = 28;
 const IMAGES: Kind = Kind::Images {
@@ -132,7 +145,11 @@ impl DatasetSpec {
         }
     }
 
-    /// Fashion-MNIST, with the official sizes and checksums.
+    /// Fashion-MNIST, with the official sizes and checksums, and the
+    /// checksums of the decompressed files (computed from the copy in
+    /// Debian's `dataset-fashion-mnist` package, which recompressed the
+    /// official files). That package's folder, when installed, is the first
+    /// built-in mirror.
     pub fn fashion_mnist() -> Self {
         Self {
             name: "fashion-mnist".to_owned(),
@@ -143,30 +160,39 @@ impl DatasetSpec {
                     60_000,
                     26_421_880,
                     "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-                ),
+                )
+                .with_content("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
                 FileSpec::new(
                     "train-labels-idx1-ubyte",
                     Kind::Labels,
                     60_000,
                     29_515,
                     "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-                ),
+                )
+                .with_content("bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
                 FileSpec::new(
                     "t10k-images-idx3-ubyte",
                     IMAGES,
                     10_000,
                     4_422_102,
                     "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-                ),
+                )
+                .with_content("5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
                 FileSpec::new(
                     "t10k-labels-idx1-ubyte",
                     Kind::Labels,
                     10_000,
                     5_148,
                     "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-                ),
+                )
+                .with_content("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
             ],
-            mirrors: vec!["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/".to_owned()],
+            mirrors: [DEBIAN_FASHION_MNIST]
+                .into_iter()
+                .filter(|dir| std::path::Path::new(dir).is_dir())
+                .chain(["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"])
+                .map(str::to_owned)
+                .collect(),
             mirror_env: "FASHION_MNIST_MIRROR".to_owned(),
         }
     }

@@ -309,7 +309,7 @@ fn attempt(
     progress: Progress,
 ) -> Result<Fetched, Failure> {
     let gz_name = file.gz_name();
-    let (expected_sha, expected_size, checked_against) =
+    let (expected_sha, expected_size, mut checked_against) =
         match sums.and_then(|sums| sums.get(&gz_name)) {
             Some(sha) => (sha.to_owned(), None, "the mirror's SHA256SUMS"),
             None => (
@@ -318,11 +318,27 @@ fn attempt(
                 "the official size and SHA-256",
             ),
         };
-    let cap = expected_size.unwrap_or_else(|| file.gz_size.saturating_mul(SIZE_SLACK));
+    // Without the mirror's own list, a file whose content checksum is known
+    // may be a recompressed copy: its `.gz` then matches neither the official
+    // size nor checksum, and the decompressed bytes are checked instead.
+    let content_fallback = if sums.is_none() {
+        file.content_sha256.as_deref()
+    } else {
+        None
+    };
+    let cap = file.gz_size.saturating_mul(SIZE_SLACK);
+    let cap = if content_fallback.is_some() {
+        cap
+    } else {
+        expected_size.unwrap_or(cap)
+    };
 
     let mut source = mirror.open(&gz_name, client)?;
     if let Some(announced) = source.len {
-        if let Some(expected) = expected_size.filter(|&e| e != announced) {
+        if let Some(expected) = expected_size
+            .filter(|&e| e != announced)
+            .filter(|_| content_fallback.is_none())
+        {
             return Err(Failure::file(format!(
                 "size mismatch for {gz_name}: expected {expected} bytes, the mirror announces {announced}"
             )));
@@ -378,16 +394,26 @@ fn attempt(
             "connection closed after {received} of {announced} bytes of {gz_name}"
         )));
     }
-    if let Some(expected) = expected_size.filter(|&e| e != received) {
-        return Err(Failure::file(format!(
-            "size mismatch for {gz_name}: expected {expected} bytes, found {received}"
-        )));
-    }
     let found = checksum::hex(&hasher.finalize());
-    if found != expected_sha {
-        return Err(Failure::file(format!(
-            "checksum mismatch for {gz_name} (against {checked_against}): expected sha256 {expected_sha}, found {found}"
-        )));
+    let size_ok = expected_size.is_none_or(|e| e == received);
+    let check_content = match content_fallback {
+        Some(_) if !size_ok || found != expected_sha => {
+            checked_against = "the official content's SHA-256 (a recompressed copy)";
+            true
+        }
+        _ => false,
+    };
+    if !check_content {
+        if let Some(expected) = expected_size.filter(|&e| e != received) {
+            return Err(Failure::file(format!(
+                "size mismatch for {gz_name}: expected {expected} bytes, found {received}"
+            )));
+        }
+        if found != expected_sha {
+            return Err(Failure::file(format!(
+                "checksum mismatch for {gz_name} (against {checked_against}): expected sha256 {expected_sha}, found {found}"
+            )));
+        }
     }
 
     // Decompress, bounded by the exact size the IDX header must imply.
@@ -399,6 +425,7 @@ fn attempt(
     let mut decoder = MultiGzDecoder::new(BufReader::new(input)).take(idx_len + 1);
     let mut writer = BufWriter::new(idx_file);
     let mut written: u64 = 0;
+    let mut content = Sha256::new();
     loop {
         let n = match decoder.read(&mut buffer) {
             Ok(0) => break,
@@ -407,8 +434,12 @@ fn attempt(
             Err(e) => return Err(Failure::file(format!("{gz_name} does not decompress: {e}"))),
         };
         written += n as u64;
+        let chunk = buffer.get(..n).unwrap_or_default();
+        if check_content {
+            content.update(chunk);
+        }
         writer
-            .write_all(buffer.get(..n).unwrap_or_default())
+            .write_all(chunk)
             .map_err(|e| idx_part.write_failure(&e))?;
     }
     if written != idx_len {
@@ -427,6 +458,14 @@ fn attempt(
         .sync_all()
         .map_err(|e| idx_part.write_failure(&e))?;
     drop(gz_part);
+    if let (true, Some(expected)) = (check_content, content_fallback) {
+        let found = checksum::hex(&content.finalize());
+        if found != expected {
+            return Err(Failure::file(format!(
+                "{gz_name} matches neither the official .gz (size and SHA-256) nor, decompressed, the official content: expected sha256 {expected}, found {found}"
+            )));
+        }
+    }
 
     validate(&idx_part.path, file)
         .map_err(|problem| Failure::file(format!("{gz_name}: {problem}")))?;

@@ -521,3 +521,45 @@ fn a_second_fetch_into_the_same_folder_waits_for_the_first() -> TestResult {
     assert_contents(&fixture, &report.dir)?;
     Ok(())
 }
+
+#[test]
+fn a_recompressed_copy_is_accepted_by_its_content_checksum() -> TestResult {
+    let mut fixture = Fixture::new();
+    for file in &mut fixture.spec.files {
+        file.content_sha256 = Some(sha256_hex(&fixture.idx[&file.name]));
+    }
+    // Recompressed: neither size nor checksum of the "official" .gz match,
+    // and the mirror has no SHA256SUMS of its own.
+    let (repacked, _sums) = fixture.repacked();
+    let mirror = tempfile::tempdir()?;
+    write_all(mirror.path(), &repacked)?;
+    let path = mirror.path().to_str().ok_or("temp path is not UTF-8")?;
+    let out = tempfile::tempdir()?;
+    let report = fetch(&fixture.spec, &fixture.options(out.path(), &[path])?)?;
+    assert_fetched_from(&report, path);
+    assert_contents(&fixture, &report.dir)?;
+
+    // The same copy with one file's content changed is rejected, naming the
+    // expected and found content checksums, and nothing partial is left.
+    let name = NAMES[1];
+    let mut changed = fixture.idx[name].clone();
+    if let Some(last) = changed.last_mut() {
+        *last ^= 1;
+    }
+    let mut bad = repacked.clone();
+    bad.insert(format!("{name}.gz"), crate::fixture::gzip(&changed, 9));
+    let mirror = tempfile::tempdir()?;
+    write_all(mirror.path(), &bad)?;
+    let path = mirror.path().to_str().ok_or("temp path is not UTF-8")?;
+    let out = tempfile::tempdir()?;
+    let error = fetch(&fixture.spec, &fixture.options(out.path(), &[path])?).unwrap_err();
+    let failed = all_failed(&error);
+    let reason = &failed.attempts[0].1;
+    assert!(
+        reason.contains("nor, decompressed, the official content"),
+        "{reason}"
+    );
+    assert!(reason.contains(&sha256_hex(&fixture.idx[name])), "{reason}");
+    assert_eq!(listing(&out.path().join("tiny")), [NAMES[0]]);
+    Ok(())
+}

@@ -82,6 +82,7 @@ impl Fixture {
                 count,
                 gz_size: packed.len() as u64,
                 gz_sha256: sha256_hex(&packed),
+                content_sha256: None,
             });
             gz.insert(format!("{name}.gz"), packed);
             idx.insert(name.to_owned(), bytes);
