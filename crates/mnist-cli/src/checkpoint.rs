@@ -11,7 +11,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use mnist_model::LinearModel;
+use mnist_model::Model;
+use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
 use crate::output::write_atomic;
@@ -40,18 +41,40 @@ pub struct Checkpoint {
     pub iterations: Vec<(usize, f64)>,
     /// The model file's content (see `mnist_model`).
     model: serde_json::Value,
+    /// The optimiser's momentum, per layer `(weights, biases)`, for networks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    velocity: Option<VelocityRows>,
 }
+
+/// [`Velocity`] as JSON: per layer, the weights' rows and the biases.
+type VelocityRows = Vec<(Vec<Vec<f32>>, Vec<f32>)>;
+
+/// The momentum of a network's optimiser, per layer.
+pub type Velocity = Vec<(Array2<f32>, Array1<f32>)>;
 
 impl Checkpoint {
     /// A checkpoint of `model` after `epochs.len()` epochs.
     pub fn new(
         config: &TrainArgs,
-        model: &LinearModel,
+        model: &Model,
+        velocity: Option<&[(Array2<f32>, Array1<f32>)]>,
         epochs: &[EpochRecord],
         iterations: &[(usize, f64)],
     ) -> Result<Self> {
         let model = serde_json::from_str(&model.to_json_string()?)?;
+        let velocity = velocity.map(|layers| {
+            layers
+                .iter()
+                .map(|(w, b)| {
+                    (
+                        w.rows().into_iter().map(|r| r.to_vec()).collect(),
+                        b.to_vec(),
+                    )
+                })
+                .collect()
+        });
         Ok(Self {
+            velocity,
             format: FORMAT.into(),
             version: VERSION,
             config: config.clone(),
@@ -76,7 +99,7 @@ impl Checkpoint {
     }
 
     /// Reads and checks the checkpoint in `dir`.
-    pub fn load(dir: &Path) -> Result<(Self, LinearModel)> {
+    pub fn load(dir: &Path) -> Result<(Self, Model, Option<Velocity>)> {
         let path = Self::path(dir);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!("--resume {}: cannot read {}", dir.display(), path.display())
@@ -98,9 +121,24 @@ impl Checkpoint {
                 ck.config.epochs
             )));
         }
-        let model = LinearModel::from_json_str(&ck.model.to_string())
-            .map_err(|e| bad(format!("model: {e}")))?;
-        Ok((ck, model))
+        let model =
+            Model::from_json_str(&ck.model.to_string()).map_err(|e| bad(format!("model: {e}")))?;
+        let velocity = match &ck.velocity {
+            None => None,
+            Some(layers) => Some(
+                layers
+                    .iter()
+                    .map(|(rows, b)| {
+                        let cols = rows.first().map_or(0, Vec::len);
+                        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+                        let w = Array2::from_shape_vec((rows.len(), cols), flat)
+                            .map_err(|e| bad(format!("velocity: {e}")))?;
+                        Ok((w, Array1::from(b.clone())))
+                    })
+                    .collect::<Result<Velocity>>()?,
+            ),
+        };
+        Ok((ck, model, velocity))
     }
 }
 

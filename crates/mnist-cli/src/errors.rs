@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use mnist_data::{Part, Preprocess};
-use mnist_model::LinearModel;
+use mnist_model::Model;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -47,7 +47,7 @@ pub fn run(args: &ErrorsArgs) -> Result<()> {
         bail!("--max 0: must be at least 1");
     }
     check_writable("-o", &args.output)?;
-    let model = LinearModel::load(&args.model)?;
+    let model = Model::load(&args.model)?;
     let test = open_part(&args.data_dir, Part::Test)?;
     let pre = Preprocess::default();
     if test.pixels() != SIDE * SIDE

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use clap::Args;
 use mnist_data::{Part, Preprocess};
-use mnist_model::{evaluate, LinearModel};
+use mnist_model::Model;
 use serde::Serialize;
 
 use crate::data::{class_names, open_part};
@@ -49,7 +49,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     }
     let t_load = Instant::now();
     // The model's errors name the file.
-    let model = LinearModel::load(&args.model)?;
+    let model = Model::load(&args.model)?;
     let test = open_part(&args.data_dir, Part::Test)?;
     let pre = Preprocess::default();
     if pre.features(test.pixels()) != model.features() || test.classes() != model.classes() {
@@ -66,7 +66,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let set = EvalSet::all(&test, &pre)?;
     let load_seconds = t_load.elapsed().as_secs_f64();
     let t_test = Instant::now();
-    let eval = evaluate(&model, set.x.view(), &set.labels)?;
+    let eval = model.evaluate(set.x.view(), &set.labels)?;
     let report = TestReport::new(
         &eval.confusion,
         eval.loss,

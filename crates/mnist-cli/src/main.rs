@@ -70,10 +70,23 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     let result = match cli.command {
-        None => train::run(&cli.train),
-        Some(Command::Train(args)) => train::run(&args),
+        None => {
+            let mut args = cli.train;
+            args.apply_preset(&matches);
+            train::run(&args)
+        }
+        Some(Command::Train(mut args)) => {
+            if let Some(("train", sub)) = matches.subcommand() {
+                args.apply_preset(sub);
+            }
+            train::run(&args)
+        }
         Some(Command::Eval(args)) => eval::run(&args),
         Some(Command::Inspect(args)) => inspect::run(&args),
         Some(Command::Predict(args)) => predict::run(&args),

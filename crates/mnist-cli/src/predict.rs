@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use mnist_data::{Part, Preprocess};
-use mnist_model::LinearModel;
+use mnist_model::Model;
 use ndarray::Array2;
 use serde::Serialize;
 
@@ -54,15 +54,18 @@ struct Prediction {
     /// True class name, for test-set images.
     #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<String>,
-    /// The model's sigmoid outputs, one per class, each in (0, 1).
-    sigmoid: Vec<f32>,
-    /// The sigmoid outputs divided by their sum.
+    /// The model's outputs, one per class: independent sigmoids in (0, 1)
+    /// or a softmax (see `output_kind`).
+    outputs: Vec<f32>,
+    /// The outputs divided by their sum.
     normalized: Vec<f32>,
 }
 
 #[derive(Debug, Serialize)]
 struct PredictOutput<'a> {
     model: &'a Path,
+    /// `sigmoid` or `softmax`: what the outputs are.
+    output_kind: &'static str,
     classes: &'a [String],
     predictions: Vec<Prediction>,
 }
@@ -91,7 +94,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     if args.images.is_empty() && args.indices.is_empty() {
         bail!("nothing to predict: give image files or --index N");
     }
-    let model = LinearModel::load(&args.model)?;
+    let model = Model::load(&args.model)?;
     let pre = Preprocess::default();
     if model.features() != pre.features(SIDE * SIDE) {
         bail!(
@@ -143,10 +146,10 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         .into_iter()
         .zip(proba.rows())
         .map(|((source, _, label), p)| {
-            let sigmoid = p.to_vec();
-            let predicted_class = argmax(&sigmoid);
-            let sum: f32 = sigmoid.iter().sum();
-            let normalized = sigmoid
+            let outputs = p.to_vec();
+            let predicted_class = argmax(&outputs);
+            let sum: f32 = outputs.iter().sum();
+            let normalized = outputs
                 .iter()
                 .map(|&v| if sum > 0.0 { v / sum } else { 0.0 })
                 .collect();
@@ -155,7 +158,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
                 predicted: name(predicted_class),
                 predicted_class,
                 label: label.map(name),
-                sigmoid,
+                outputs,
                 normalized,
             }
         })
@@ -164,12 +167,13 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     if args.json {
         let out = PredictOutput {
             model: &args.model,
+            output_kind: model.output_kind(),
             classes: &names,
             predictions,
         };
         say!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        say_raw!("{}", render(&names, &predictions));
+        say_raw!("{}", render(&names, model.output_kind(), &predictions));
     }
     Ok(())
 }
@@ -189,7 +193,7 @@ fn argmax(v: &[f32]) -> usize {
 }
 
 /// The text output: a headline per input and a table of its probabilities.
-fn render(names: &[String], predictions: &[Prediction]) -> String {
+fn render(names: &[String], kind: &str, predictions: &[Prediction]) -> String {
     use std::fmt::Write as _;
     let w = names.iter().map(String::len).max().unwrap_or(1).max(6);
     let mut s = String::new();
@@ -216,8 +220,9 @@ fn render(names: &[String], predictions: &[Prediction]) -> String {
             let _ = write!(s, " {n:>w$}");
         }
         s.push('\n');
+        let output = format!("{kind} output");
         for (title, values) in [
-            ("sigmoid output", &p.sigmoid),
+            (output.as_str(), &p.outputs),
             ("normalized to sum 1", &p.normalized),
         ] {
             let _ = write!(s, "  {title:<24}");

@@ -8,7 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use mnist_data::{split_indices, Dataset, Holdout, Loader, LoaderConfig, Part, Preprocess};
 use mnist_model::{
-    evaluate, CosineWarmRestarts, Init, LinearModel, LrSchedule, Product, Sgd, StepScratch, Warmup,
+    evaluate, CosineWarmRestarts, Evaluation, Head, Init, LinearModel, LrSchedule, Mlp, MlpTrainer,
+    Model, Product, Sgd, StepScratch, Warmup,
 };
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::checkpoint::{prepare_dir, Checkpoint};
+use crate::checkpoint::{prepare_dir, Checkpoint, Velocity};
 use crate::data::{class_names, open_part};
 use crate::output::{check_writable, write_atomic};
 use crate::progress::Log;
@@ -34,8 +35,38 @@ pub enum InitArg {
     Zeros,
 }
 
+/// The output head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadArg {
+    /// Ten independent sigmoids with clipped binary cross-entropy, as in the
+    /// post.
+    Sigmoid,
+    /// A softmax over the ten classes with cross-entropy.
+    Softmax,
+}
+
+/// Named sets of settings; flags given explicitly override them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// The post's settings (the defaults).
+    Post,
+    /// Softmax regression: softmax head, zero start, 60 epochs of batches of
+    /// 64, one cosine cycle from 0.05, momentum 0.9, weight decay 1e-4.
+    Softmax,
+    /// A hidden layer of 256 ReLU units, softmax head, 20 epochs of batches
+    /// of 128, one cosine cycle from 0.05, momentum 0.9, weight decay 1e-4.
+    Mlp,
+}
+
 /// The settings a resumed run takes from its checkpoint.
-const FROM_CHECKPOINT: [&str; 10] = [
+const FROM_CHECKPOINT: [&str; 15] = [
+    "preset",
+    "head",
+    "hidden",
+    "momentum",
+    "weight_decay",
     "data_dir",
     "epochs",
     "batch_size",
@@ -93,6 +124,21 @@ pub struct TrainArgs {
     /// Write the full report here (JSON).
     #[arg(long, value_name = "REPORT.json")]
     pub report: Option<PathBuf>,
+    /// Output head: the post's ten sigmoids, or a softmax.
+    #[arg(long, value_enum, default_value_t = HeadArg::Sigmoid)]
+    pub head: HeadArg,
+    /// Add a hidden layer of N ReLU units (He-initialised).
+    #[arg(long, value_name = "N")]
+    pub hidden: Option<usize>,
+    /// Momentum of SGD, in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub momentum: f32,
+    /// L2 weight decay added to the gradient of the weights.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// Start from a named set of settings; explicit flags override it.
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
     /// Write a checkpoint into DIR after every epoch.
     #[arg(long, value_name = "DIR")]
     #[serde(skip)]
@@ -117,6 +163,54 @@ struct Plan {
 }
 
 impl TrainArgs {
+    /// Applies `--preset`: each setting the preset names takes the preset's
+    /// value unless its flag was given on the command line (`matches`). A
+    /// preset's cosine period is its number of epochs: one cycle, from
+    /// `lr_max` down towards `lr_min`.
+    pub fn apply_preset(&mut self, matches: &clap::ArgMatches) {
+        let Some(preset) = self.preset else {
+            return;
+        };
+        let given =
+            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        macro_rules! set {
+            ($field:ident, $value:expr) => {
+                if !given(stringify!($field)) {
+                    self.$field = $value;
+                }
+            };
+        }
+        match preset {
+            Preset::Post => return,
+            Preset::Softmax => {
+                set!(head, HeadArg::Softmax);
+                set!(init, InitArg::Zeros);
+                set!(epochs, 60);
+                set!(batch_size, 64);
+            }
+            Preset::Mlp => {
+                set!(hidden, Some(256));
+                set!(head, HeadArg::Softmax);
+                set!(epochs, 20);
+                set!(batch_size, 128);
+            }
+        }
+        set!(lr_max, 0.05);
+        set!(lr_min, 5e-5);
+        set!(warmup, "0:1".to_string());
+        set!(momentum, 0.9);
+        set!(weight_decay, 1e-4);
+        set!(cosine_period, self.epochs);
+    }
+
+    /// Whether this is the post's model and optimiser: sigmoid head, no
+    /// hidden layer, plain SGD. Anything else trains a network.
+    fn is_post(&self) -> bool {
+        self.head == HeadArg::Sigmoid
+            && self.hidden.is_none()
+            && self.momentum == 0.0
+            && self.weight_decay == 0.0
+    }
     /// Checks every setting before any data is read.
     fn plan(&self) -> Result<Plan> {
         if self.epochs == 0 {
@@ -141,6 +235,20 @@ impl TrainArgs {
             .parse()
             .with_context(|| format!("--warmup {:?}", self.warmup))?;
         let holdout = parse_holdout(&self.val_size)?;
+        if !(0.0..1.0).contains(&self.momentum) {
+            bail!("--momentum {}: must be in [0, 1)", self.momentum);
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            bail!(
+                "--weight-decay {}: must be finite and non-negative",
+                self.weight_decay
+            );
+        }
+        if let Some(h) = self.hidden {
+            if !(1..=100_000).contains(&h) {
+                bail!("--hidden {h}: must be between 1 and 100000");
+            }
+        }
         for (flag, path) in [("--save", &self.save), ("--report", &self.report)] {
             if let Some(path) = path {
                 check_writable(flag, path)?;
@@ -188,6 +296,7 @@ struct TrainReport<'a> {
     val_samples: usize,
     val_source: &'static str,
     kernel: &'static str,
+    model: String,
     epochs: Vec<EpochRecord>,
     iterations: Vec<(usize, f64)>,
     test: TestReport,
@@ -222,14 +331,14 @@ pub fn run(given: &TrainArgs) -> Result<()> {
     // from the command line.
     let (args, resumed) = match &given.resume {
         Some(dir) => {
-            let (ck, model) = Checkpoint::load(dir)?;
+            let (ck, model, velocity) = Checkpoint::load(dir)?;
             let mut args = ck.config.clone();
             args.save.clone_from(&given.save);
             args.report.clone_from(&given.report);
             args.quiet = given.quiet;
             args.log_every = given.log_every;
             args.checkpoint_dir = Some(given.checkpoint_dir.clone().unwrap_or_else(|| dir.clone()));
-            (args, Some((ck, model)))
+            (args, Some((ck, model, velocity)))
         }
         None => (given.clone(), None),
     };
@@ -286,8 +395,8 @@ pub fn run(given: &TrainArgs) -> Result<()> {
         args.batch_size
     ));
 
-    let (mut model, mut epochs, mut iterations) = match resumed {
-        Some((ck, model)) => {
+    let (mut learner, mut epochs, mut iterations) = match resumed {
+        Some((ck, model, velocity)) => {
             if model.features() != loader.features() || model.classes() != train.classes() {
                 bail!(
                     "--resume: the checkpoint's model takes {} features and {} classes, the data gives {} and {}",
@@ -301,19 +410,19 @@ pub fn run(given: &TrainArgs) -> Result<()> {
                 "resuming after epoch {} of {}",
                 ck.epochs_done, args.epochs
             ));
-            (model, ck.epochs, ck.iterations)
+            (
+                Learner::resume(args, model, velocity)?,
+                ck.epochs,
+                ck.iterations,
+            )
         }
         None => {
-            let mut init_rng = ChaCha8Rng::seed_from_u64(args.seed);
-            init_rng.set_stream(u64::MAX - 1);
-            let model =
-                LinearModel::new(loader.features(), train.classes(), plan.init, &mut init_rng)?;
-            (model, Vec::new(), Vec::new())
+            let learner = Learner::new(args, &plan, loader.features(), train.classes())?;
+            (learner, Vec::new(), Vec::new())
         }
     };
+    log.line(&format!("model: {}", learner.snapshot().describe()));
     let first_epoch = epochs.len();
-    let sgd = Sgd::new(args.batch_size)?;
-    let mut scratch = StepScratch::default();
 
     let t_train = Instant::now();
     log.start_bar(((args.epochs - first_epoch) * loader.batches_per_epoch()) as u64);
@@ -326,7 +435,7 @@ pub fn run(given: &TrainArgs) -> Result<()> {
         loader.begin_epoch(epoch);
         let mut batch_in_epoch = 0;
         let mut loss_sum = 0.0;
-        while let Some(batch) = loader.next_lazy() {
+        loop {
             if interrupted.load(Ordering::Relaxed) {
                 log.finish_bar();
                 return Err(Interrupted {
@@ -336,14 +445,34 @@ pub fn run(given: &TrainArgs) -> Result<()> {
                 .into());
             }
             let iteration = iterations.len();
-            // Features are made block by block on the threads that use them.
-            let features =
-                |first: usize, x: &mut [f32], stride: usize| batch.features_into(first, x, stride);
-            let loss = sgd
-                .step_rows(&mut model, batch.y, &features, lr as f32, &mut scratch)
-                .with_context(|| {
-                    format!("epoch {epoch}, iteration {iteration}, learning rate {lr:e}; no model saved")
-                })?;
+            let stepped = match &mut learner {
+                Learner::Post {
+                    model,
+                    sgd,
+                    scratch,
+                } => match loader.next_lazy() {
+                    Some(batch) => {
+                        // Features are made block by block on the threads
+                        // that use them.
+                        let features = |first: usize, x: &mut [f32], stride: usize| {
+                            batch.features_into(first, x, stride)
+                        };
+                        Some(sgd.step_rows(model, batch.y, &features, lr as f32, scratch))
+                    }
+                    None => None,
+                },
+                Learner::Network { model, trainer } => loader
+                    .next_batch()
+                    .map(|batch| trainer.step(&mut *model, batch.x, batch.y, lr as f32)),
+            };
+            let Some(result) = stepped else {
+                break;
+            };
+            let loss = result.with_context(|| {
+                format!(
+                    "epoch {epoch}, iteration {iteration}, learning rate {lr:e}; no model saved"
+                )
+            })?;
             iterations.push((iteration, loss));
             loss_sum += loss;
             if args.log_every > 0 && batch_in_epoch % args.log_every == 0 {
@@ -354,7 +483,7 @@ pub fn run(given: &TrainArgs) -> Result<()> {
             batch_in_epoch += 1;
             log.tick();
         }
-        let eval = evaluate(&model, eval_on.x.view(), &eval_on.labels)?;
+        let eval = learner.evaluate(eval_on)?;
         let record = EpochRecord {
             epoch,
             lr,
@@ -368,14 +497,22 @@ pub fn run(given: &TrainArgs) -> Result<()> {
         ));
         epochs.push(record);
         if let Some(dir) = &args.checkpoint_dir {
-            Checkpoint::new(args, &model, &epochs, &iterations)?.save(dir)?;
+            Checkpoint::new(
+                args,
+                &learner.snapshot(),
+                learner.velocity(),
+                &epochs,
+                &iterations,
+            )?
+            .save(dir)?;
         }
     }
     log.finish_bar();
     let train_seconds = t_train.elapsed().as_secs_f64();
 
     let t_test = Instant::now();
-    let eval = evaluate(&model, test_set.x.view(), &test_set.labels)?;
+    let eval = learner.evaluate(&test_set)?;
+    let model = learner.snapshot();
     let test_report = TestReport::new(&eval.confusion, eval.loss, &names);
     let test_seconds = t_test.elapsed().as_secs_f64();
     say!(
@@ -410,6 +547,7 @@ pub fn run(given: &TrainArgs) -> Result<()> {
                 "test"
             },
             kernel: mnist_model::kernel_path(),
+            model: model.describe(),
             epochs,
             iterations,
             test: test_report,
@@ -468,4 +606,79 @@ fn interrupt_flag() -> Result<Arc<AtomicBool>> {
     ctrlc::set_handler(move || set.store(true, Ordering::Relaxed))
         .context("cannot install the Ctrl-C handler")?;
     Ok(flag)
+}
+
+/// The model being trained, with its optimiser.
+enum Learner {
+    /// The post's linear model and plain SGD, on the fused kernels.
+    Post {
+        model: LinearModel,
+        sgd: Sgd,
+        scratch: StepScratch,
+    },
+    /// A network, with SGD with momentum and weight decay.
+    Network { model: Mlp, trainer: MlpTrainer },
+}
+
+impl Learner {
+    /// A fresh model: initial weights drawn from a stream of the seed of
+    /// their own, so they never share random numbers with the shuffles.
+    fn new(args: &TrainArgs, plan: &Plan, features: usize, classes: usize) -> Result<Self> {
+        let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+        rng.set_stream(u64::MAX - 1);
+        if args.is_post() {
+            let model = LinearModel::new(features, classes, plan.init, &mut rng)?;
+            return Self::resume(args, Model::Linear(model), None);
+        }
+        let head = match args.head {
+            HeadArg::Sigmoid => Head::Sigmoid,
+            HeadArg::Softmax => Head::Softmax,
+        };
+        let zeros = args.init == InitArg::Zeros;
+        let model = Mlp::new(features, args.hidden, classes, head, zeros, &mut rng)?;
+        Self::resume(args, Model::Network(model), None)
+    }
+
+    /// Continues training `model` (with the optimiser's saved momentum).
+    fn resume(args: &TrainArgs, model: Model, velocity: Option<Velocity>) -> Result<Self> {
+        Ok(match model {
+            Model::Linear(model) => Learner::Post {
+                model,
+                sgd: Sgd::new(args.batch_size)?,
+                scratch: StepScratch::default(),
+            },
+            Model::Network(model) => {
+                let mut trainer = MlpTrainer::new(&model, args.momentum, args.weight_decay)?;
+                if let Some(v) = velocity {
+                    trainer.set_velocity(v)?;
+                }
+                Learner::Network { model, trainer }
+            }
+        })
+    }
+
+    fn evaluate(&self, set: &EvalSet) -> Result<Evaluation> {
+        Ok(match self {
+            Learner::Post { model, .. } => evaluate(model, set.x.view(), &set.labels)?,
+            Learner::Network { model, .. } => {
+                mnist_model::evaluate_mlp(model, set.x.view(), &set.labels)?
+            }
+        })
+    }
+
+    /// The model as it is now.
+    fn snapshot(&self) -> Model {
+        match self {
+            Learner::Post { model, .. } => Model::Linear(model.clone()),
+            Learner::Network { model, .. } => Model::Network(model.clone()),
+        }
+    }
+
+    /// The optimiser's momentum, for checkpoints.
+    fn velocity(&self) -> Option<&[(Array2<f32>, ndarray::Array1<f32>)]> {
+        match self {
+            Learner::Post { .. } => None,
+            Learner::Network { trainer, .. } => Some(trainer.velocity()),
+        }
+    }
 }

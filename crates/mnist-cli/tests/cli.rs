@@ -472,7 +472,7 @@ fn eval_rejects_every_kind_of_bad_model_file() {
         (
             "version",
             with("version", 9.into()),
-            "expected version 1, found 9",
+            "expected version 1 or 2, found 9",
         ),
         ("shape", short.to_string(), "expected 785 weight rows"),
         ("non-finite", huge.to_string(), "is not a finite f32"),
@@ -490,4 +490,104 @@ fn eval_rejects_every_kind_of_bad_model_file() {
     }
     let o = mnist(&["eval", "--data-dir", d, "--model", "/nonexistent/m.json"]);
     assert_rejected(&o, "model file /nonexistent/m.json: No such file");
+}
+
+#[test]
+fn networks_train_save_evaluate_and_resume_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 600, 100).unwrap();
+    let d = data.to_str().unwrap();
+    let model = dir.path().join("net.json");
+    let report = dir.path().join("net-report.json");
+    // A preset, with one of its settings overridden.
+    let o = mnist(&[
+        "train",
+        "--data-dir",
+        d,
+        "--preset",
+        "mlp",
+        "--hidden",
+        "16",
+        "--epochs",
+        "4",
+        "--log-every",
+        "0",
+        "--save",
+        model.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("model: network 785 -> 16 (ReLU) -> 10, softmax"));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["config"]["hidden"], 16, "the explicit flag wins");
+    assert_eq!(r["config"]["epochs"], 4);
+    assert_eq!(r["config"]["batch_size"], 128, "the preset's value");
+    assert_eq!(r["config"]["cosine_period"], 4, "one cycle over the epochs");
+    assert_eq!(r["config"]["head"], "softmax");
+    assert!(r["test"]["accuracy"].as_f64().unwrap() > 0.9);
+    let saved: Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
+    assert_eq!(saved["version"], 2);
+
+    let o = mnist(&["eval", "--data-dir", d, "--model", model.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let acc = format!(
+        "test accuracy {:.4}",
+        r["test"]["accuracy"].as_f64().unwrap()
+    );
+    assert!(stdout(&o).contains(&acc), "{}", stdout(&o));
+
+    // Momentum is part of the checkpoint: a resumed network run ends with
+    // the uninterrupted run's model.
+    let ckpt = dir.path().join("ckpt");
+    let mut args = vec![
+        "--head",
+        "softmax",
+        "--momentum",
+        "0.9",
+        "--weight-decay",
+        "1e-3",
+        "--hidden",
+        "8",
+    ];
+    args.extend_from_slice(LONG);
+    let whole = dir.path().join("whole.json");
+    let mut full = vec!["train", "--data-dir", d, "--save", whole.to_str().unwrap()];
+    full.extend_from_slice(&args);
+    let o = mnist(&full);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = interrupt_after_two_epochs(&data, &ckpt, "-KILL", &args);
+    assert!(!o.status.success());
+    let resumed = dir.path().join("resumed.json");
+    let o = mnist(&[
+        "train",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--save",
+        resumed.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&whole).unwrap(),
+        std::fs::read(&resumed).unwrap()
+    );
+}
+
+#[test]
+fn bad_network_flags_are_rejected_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 20, 10).unwrap();
+    let d = data.to_str().unwrap();
+    for (extra, needle) in [
+        (&["--momentum", "1"][..], "--momentum 1: must be in [0, 1)"),
+        (&["--momentum", "-0.5"][..], "--momentum -0.5"),
+        (&["--weight-decay", "-1"][..], "--weight-decay -1"),
+        (&["--hidden", "0"][..], "--hidden 0"),
+    ] {
+        let mut args = vec!["train", "--data-dir", d];
+        args.extend_from_slice(extra);
+        assert_rejected(&mnist(&args), needle);
+    }
 }

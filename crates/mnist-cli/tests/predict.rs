@@ -282,7 +282,7 @@ fn pictures_of_digits_are_predicted_as_the_digits_themselves() {
     assert!(right >= 27, "the model learned too little: {right} of 30");
 
     for p in &preds {
-        let sigmoid: Vec<f64> = serde_json::from_value(p["sigmoid"].clone()).unwrap();
+        let sigmoid: Vec<f64> = serde_json::from_value(p["outputs"].clone()).unwrap();
         let normalized: Vec<f64> = serde_json::from_value(p["normalized"].clone()).unwrap();
         assert_eq!(sigmoid.len(), 10);
         assert!(sigmoid.iter().all(|&v| (0.0..=1.0).contains(&v)));

@@ -525,6 +525,48 @@ impl MlpTrainer {
     pub fn velocity(&self) -> &[(Array2<f32>, Array1<f32>)] {
         &self.velocity
     }
+
+    /// Restores velocities saved from [`velocity`](Self::velocity), so a
+    /// resumed run continues exactly where it stopped.
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`] when the shapes are not this trainer's,
+    /// [`Error::NonFiniteWeight`] for a NaN or infinite value.
+    pub fn set_velocity(&mut self, velocity: Vec<(Array2<f32>, Array1<f32>)>) -> Result<()> {
+        if velocity.len() != self.velocity.len() {
+            return Err(Error::DimensionMismatch {
+                what: "velocity layers",
+                expected: self.velocity.len(),
+                found: velocity.len(),
+            });
+        }
+        for ((w, b), (ow, ob)) in velocity.iter().zip(&self.velocity) {
+            if w.dim() != ow.dim() || b.len() != ob.len() {
+                return Err(Error::DimensionMismatch {
+                    what: "velocity values of a layer",
+                    expected: ow.len() + ob.len(),
+                    found: w.len() + b.len(),
+                });
+            }
+            if let Some(((feature, class), &value)) = w.indexed_iter().find(|(_, v)| !v.is_finite())
+            {
+                return Err(Error::NonFiniteWeight {
+                    feature,
+                    class,
+                    value,
+                });
+            }
+            if let Some(&value) = b.iter().find(|v| !v.is_finite()) {
+                return Err(Error::NonFiniteWeight {
+                    feature: w.nrows(),
+                    class: 0,
+                    value,
+                });
+            }
+        }
+        self.velocity = velocity;
+        Ok(())
+    }
 }
 
 /// Loss, accuracy and confusion matrix of `model` on the rows of `x` with

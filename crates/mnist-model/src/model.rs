@@ -115,6 +115,26 @@ impl Model {
         }
     }
 
+    /// The most probable class of each row (ties: the lowest index).
+    ///
+    /// # Errors
+    /// As [`predict_proba`](Self::predict_proba).
+    pub fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Vec<usize>> {
+        match self {
+            Model::Linear(m) => m.predict(x),
+            Model::Network(m) => m.predict(x),
+        }
+    }
+
+    /// What [`predict_proba`](Self::predict_proba) returns: `"sigmoid"`
+    /// (independent per class) or `"softmax"` (summing to 1).
+    pub fn output_kind(&self) -> &'static str {
+        match self {
+            Model::Linear(m) => m.activation().name(),
+            Model::Network(m) => m.head().name(),
+        }
+    }
+
     /// Loss, accuracy and confusion matrix on the rows of `x`.
     ///
     /// # Errors
