@@ -364,8 +364,16 @@ pub fn run(given: &TrainArgs) -> Result<()> {
     }
     let names = class_names(&args.data_dir, train.classes());
     let pre = Preprocess::default();
-    let (train_idx, val_idx) =
-        split_indices(train.len(), plan.holdout, args.seed).context("--val-size")?;
+    // Index lists only for a held-out split: a loader over the whole
+    // training set keeps just its order, 4 bytes a sample.
+    let (train_idx, val_idx) = match plan.holdout {
+        Holdout::None => (None, Vec::new()),
+        holdout => {
+            let (train_idx, val_idx) =
+                split_indices(train.len(), holdout, args.seed).context("--val-size")?;
+            (Some(train_idx), val_idx)
+        }
+    };
     let test_set = EvalSet::all(&test, &pre)?;
     let val_set = if val_idx.is_empty() {
         None
@@ -378,11 +386,15 @@ pub fn run(given: &TrainArgs) -> Result<()> {
         drop_last: false,
         seed: args.seed,
     };
-    let mut loader = Loader::with_indices(&train, pre.clone(), loader_config, &train_idx)?;
+    let mut loader = match &train_idx {
+        Some(indices) => Loader::with_indices(&train, pre.clone(), loader_config, indices)?,
+        None => Loader::new(&train, pre.clone(), loader_config)?,
+    };
+    drop(train_idx);
     let load_seconds = t_load.elapsed().as_secs_f64();
     log.line(&format!(
         "train {} samples, validation {} ({}), test {}; {} features; {} batches of {} per epoch",
-        train_idx.len(),
+        loader.len(),
         val_set.as_ref().map_or(test.len(), |v| v.labels.len()),
         if val_set.is_some() {
             "held out"
@@ -539,7 +551,7 @@ pub fn run(given: &TrainArgs) -> Result<()> {
         let report = TrainReport {
             command: "train",
             config: args,
-            train_samples: train_idx.len(),
+            train_samples: loader.len(),
             val_samples: eval_on.labels.len(),
             val_source: if val_set.is_some() {
                 "held-out"

@@ -88,7 +88,9 @@ pub struct Loader<'d> {
     data: &'d Dataset,
     pre: Preprocess,
     config: LoaderConfig,
-    base: Vec<u32>,
+    /// The samples, when a subset; `None` for all of them in order (so a
+    /// loader over the whole dataset keeps one index per sample, its order).
+    base: Option<Vec<u32>>,
     order: Vec<u32>,
     cursor: usize,
     features: usize,
@@ -103,8 +105,11 @@ impl<'d> Loader<'d> {
     /// # Errors
     /// As [`Loader::with_indices`].
     pub fn new(data: &'d Dataset, pre: Preprocess, config: LoaderConfig) -> Result<Self> {
-        let all: Vec<usize> = (0..data.len()).collect();
-        Self::with_indices(data, pre, config, &all)
+        let n = u32::try_from(data.len()).map_err(|_| Error::InvalidConfig {
+            name: "indices",
+            reason: format!("{} samples are more than a loader indexes", data.len()),
+        })?;
+        Self::build(data, pre, config, None, (0..n).collect())
     }
 
     /// A loader over the samples `indices` of `data`, in that order when not
@@ -138,12 +143,30 @@ impl<'d> Loader<'d> {
                     })
             })
             .collect::<Result<Vec<u32>>>()?;
+        let order = base.clone();
+        Self::build(data, pre, config, Some(base), order)
+    }
+
+    fn build(
+        data: &'d Dataset,
+        pre: Preprocess,
+        config: LoaderConfig,
+        base: Option<Vec<u32>>,
+        order: Vec<u32>,
+    ) -> Result<Self> {
+        config.check()?;
+        if order.is_empty() {
+            return Err(Error::InvalidConfig {
+                name: "indices",
+                reason: "no samples to load".into(),
+            });
+        }
         let features = pre.features(data.pixels());
-        let rows = config.batch_size.min(base.len());
+        let rows = config.batch_size.min(order.len());
         Ok(Self {
             data,
             pre,
-            order: base.clone(),
+            order,
             base,
             cursor: 0,
             features,
@@ -156,12 +179,12 @@ impl<'d> Loader<'d> {
 
     /// Samples per epoch.
     pub fn len(&self) -> usize {
-        self.base.len()
+        self.order.len()
     }
 
     /// Whether there are no samples (never: construction rejects that).
     pub fn is_empty(&self) -> bool {
-        self.base.is_empty()
+        self.order.is_empty()
     }
 
     /// Features per sample.
@@ -186,7 +209,14 @@ impl<'d> Loader<'d> {
 
     /// Starts epoch `epoch`: draws its order and rewinds.
     pub fn begin_epoch(&mut self, epoch: usize) {
-        self.order.copy_from_slice(&self.base);
+        match &self.base {
+            Some(base) => self.order.copy_from_slice(base),
+            None => {
+                for (slot, i) in self.order.iter_mut().zip(0u32..) {
+                    *slot = i;
+                }
+            }
+        }
         if self.config.shuffle {
             let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
             rng.set_stream(epoch as u64);
