@@ -4,6 +4,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 /// Bytes of an IDX file of unsigned bytes with the given dimensions.
 pub fn idx_u8(dims: &[u32], payload: &[u8]) -> Vec<u8> {
@@ -16,10 +17,12 @@ pub fn idx_u8(dims: &[u32], payload: &[u8]) -> Vec<u8> {
 }
 
 /// A small deterministic generator (xorshift), so fixtures need no crate.
-struct XorShift(u64);
+#[derive(Debug, Clone)]
+pub struct XorShift(pub u64);
 
 impl XorShift {
-    fn next(&mut self) -> u64 {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -37,7 +40,7 @@ pub fn synthetic_images(n: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
     for (i, image) in pixels.chunks_exact_mut(784).enumerate() {
         let label = (i % 10) as u8;
         for p in image.iter_mut() {
-            *p = (rng.next() % 40) as u8;
+            *p = (rng.next_u64() % 40) as u8;
         }
         let (r0, c0) = (
             2 + 5 * (usize::from(label) / 5) * 2,
@@ -45,7 +48,7 @@ pub fn synthetic_images(n: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
         );
         for r in r0..r0 + 4 {
             for c in c0..c0 + 4 {
-                image[r * 28 + c] = 200 + (rng.next() % 56) as u8;
+                image[r * 28 + c] = 200 + (rng.next_u64() % 56) as u8;
             }
         }
         labels.push(label);
@@ -102,4 +105,28 @@ pub fn mnist_binary() -> Result<PathBuf, String> {
             bin.display()
         ))
     }
+}
+
+/// A command's standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A command's standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Asserts the shape of every rejection: a non-zero exit, no panic, and one
+/// `error: ` line on standard error that contains `needle`.
+///
+/// # Panics
+/// When any of that does not hold: this is a test helper.
+pub fn assert_error_line(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "{needle:?} not in {err}");
 }

@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use mnist_data::{Dataset, Part};
+use mnist_data::{Dataset, Part, Preprocess};
+use mnist_model::Model;
 
 /// Opens one part of an MNIST-layout folder; a missing folder or file gets
 /// a message that says how to fetch the data.
@@ -60,4 +61,28 @@ pub fn class_names(dir: &Path, classes: usize) -> Vec<String> {
             _ => c.to_string(),
         })
         .collect()
+}
+
+/// Checks that `model` (read from `model_path`) takes the features `pre`
+/// makes of `data` (from `data_dir`) and predicts its classes.
+pub fn check_model_fits(
+    model: &Model,
+    model_path: &Path,
+    data: &Dataset,
+    data_dir: &Path,
+    pre: &Preprocess,
+) -> Result<()> {
+    let features = pre.features(data.pixels());
+    if features != model.features() || data.classes() != model.classes() {
+        bail!(
+            "--model {}: the model takes {} features and {} classes, but {} gives {} and {}",
+            model_path.display(),
+            model.features(),
+            model.classes(),
+            data_dir.display(),
+            features,
+            data.classes()
+        );
+    }
+    Ok(())
 }

@@ -9,7 +9,7 @@ use mnist_model::Model;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::data::{class_names, open_part};
+use crate::data::{check_model_fits, class_names, open_part};
 use crate::output::{check_writable, write_atomic};
 use crate::plot::{encode_png, register_fonts, Format};
 use crate::train::EvalSet;
@@ -50,20 +50,14 @@ pub fn run(args: &ErrorsArgs) -> Result<()> {
     let model = Model::load(&args.model)?;
     let test = open_part(&args.data_dir, Part::Test)?;
     let pre = Preprocess::default();
-    if test.pixels() != SIDE * SIDE
-        || pre.features(test.pixels()) != model.features()
-        || test.classes() != model.classes()
-    {
+    if test.pixels() != SIDE * SIDE {
         bail!(
-            "--model {}: the model takes {} features and {} classes, but {} gives {} and {}",
-            args.model.display(),
-            model.features(),
-            model.classes(),
+            "{}: images of {} pixels; the grid draws 28 x 28 digits",
             args.data_dir.display(),
-            pre.features(test.pixels()),
-            test.classes()
+            test.pixels()
         );
     }
+    check_model_fits(&model, &args.model, &test, &args.data_dir, &pre)?;
     let names = class_names(&args.data_dir, test.classes());
     let set = EvalSet::all(&test, &pre)?;
     let predicted = model.predict(set.x.view())?;

@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use mnist_data::{Part, Preprocess};
 use mnist_model::Model;
 use serde::Serialize;
 
-use crate::data::{class_names, open_part};
+use crate::data::{check_model_fits, class_names, open_part};
 use crate::output::check_writable;
 use crate::report::TestReport;
 use crate::train::{write_report, EvalSet};
@@ -52,17 +52,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let model = Model::load(&args.model)?;
     let test = open_part(&args.data_dir, Part::Test)?;
     let pre = Preprocess::default();
-    if pre.features(test.pixels()) != model.features() || test.classes() != model.classes() {
-        bail!(
-            "--model {}: the model takes {} features and {} classes, but {} gives {} and {}",
-            args.model.display(),
-            model.features(),
-            model.classes(),
-            args.data_dir.display(),
-            pre.features(test.pixels()),
-            test.classes()
-        );
-    }
+    check_model_fits(&model, &args.model, &test, &args.data_dir, &pre)?;
     let set = EvalSet::all(&test, &pre)?;
     let load_seconds = t_load.elapsed().as_secs_f64();
     let t_test = Instant::now();

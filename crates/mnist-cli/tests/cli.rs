@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use mnist_e2e::{idx_u8, write_synthetic};
+use mnist_e2e::{assert_error_line, idx_u8, stderr, stdout, write_synthetic};
 use serde_json::Value;
 
 fn mnist(args: &[&str]) -> Output {
@@ -15,23 +15,10 @@ fn mnist(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 /// A failed run: non-zero exit, one `error:` line naming `needle`, no panic,
 /// and training never started.
 fn assert_rejected(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(err.contains(needle), "{needle:?} not in {err}");
+    assert_error_line(o, needle);
     assert!(!stdout(o).contains("Set learning rate"), "training started");
 }
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use mnist_e2e::write_synthetic;
+use mnist_e2e::{stderr, write_synthetic};
 
 fn mnist(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mnist"))
@@ -15,18 +15,7 @@ fn mnist(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn assert_rejected(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(err.contains(needle), "{needle:?} not in {err}");
-}
+use mnist_e2e::assert_error_line as assert_rejected;
 
 struct Run {
     dir: tempfile::TempDir,

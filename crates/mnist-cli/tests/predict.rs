@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use mnist_e2e::idx_u8;
+use mnist_e2e::{idx_u8, stderr, stdout, XorShift};
 use serde_json::Value;
 
 fn mnist(args: &[&str]) -> Output {
@@ -16,22 +16,7 @@ fn mnist(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn assert_rejected(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(err.contains(needle), "{needle:?} not in {err}");
-}
+use mnist_e2e::assert_error_line as assert_rejected;
 
 /// Segments of a seven-segment display lit for each digit:
 /// top, top right, bottom right, bottom, bottom left, top left, middle.
@@ -48,23 +33,11 @@ const SEGMENTS: [[bool; 7]; 10] = [
     [true, true, true, true, false, true, true],
 ];
 
-/// A small generator, so the fixtures need no crate.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// A seven-segment digit made as MNIST digits were: drawn in a box 20
 /// pixels high, then placed with its centre of mass at the centre of the
 /// 28x28 field, here give or take a pixel so the model learns some slack.
 fn segment_digit(label: usize, rng: &mut XorShift) -> [u8; 784] {
-    let ink = 200 + (rng.next() % 56) as u8;
+    let ink = 200 + (rng.next_u64() % 56) as u8;
     let mut glyph = [[0u8; 12]; 20];
     let lit = SEGMENTS[label];
     let mut fill = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
@@ -103,7 +76,7 @@ fn segment_digit(label: usize, rng: &mut XorShift) -> [u8; 784] {
             my += f64::from(v) * r as f64;
         }
     }
-    let jitter = |rng: &mut XorShift| (rng.next() % 3) as i64 - 1;
+    let jitter = |rng: &mut XorShift| (rng.next_u64() % 3) as i64 - 1;
     let dx = (14.0 - mx / mass).round() as i64 + jitter(rng);
     let dy = (14.0 - my / mass).round() as i64 + jitter(rng);
     let mut out = [0u8; 784];
