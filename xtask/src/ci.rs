@@ -18,9 +18,9 @@ pub struct Options {
     pub test_args: Vec<String>,
 }
 
-/// Runs `cargo fmt --check`, `cargo clippy -D warnings`, fetches MNIST into
-/// `data/mnist/` and runs `cargo test --workspace`, stopping at the first
-/// failure.
+/// Runs `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with
+/// warnings denied, fetches MNIST into `data/mnist/` and runs
+/// `cargo test --workspace`, stopping at the first failure.
 ///
 /// # Errors
 ///
@@ -47,6 +47,14 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         ],
     )?;
 
+    step("cargo doc --workspace --no-deps (warnings denied)");
+    cargo_step_with(
+        &cargo,
+        &root,
+        &["doc", "--workspace", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+
     if options.no_fetch {
         step("fetch-data (skipped: --no-fetch)");
     } else {
@@ -70,9 +78,19 @@ fn step(title: &str) {
 }
 
 fn cargo_step(cargo: &OsString, root: &Path, args: &[&str]) -> anyhow::Result<()> {
+    cargo_step_with(cargo, root, args, &[])
+}
+
+fn cargo_step_with(
+    cargo: &OsString,
+    root: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<()> {
     let shown = format!("cargo {}", args.join(" "));
     let status = Command::new(cargo)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(root)
         .status()
         .with_context(|| format!("cannot run `{shown}`"))?;

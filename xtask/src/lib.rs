@@ -1,5 +1,5 @@
 //! Project tasks behind `cargo xtask`: fetching the datasets, running the CI
-//! checks, timing the trainer against its peers ([`bench`]) and making larger
+//! checks, timing the trainer against its peers ([`bench`](mod@bench)) and making larger
 //! synthetic training sets ([`synth`]). The network and gzip code of the
 //! workspace lives here only.
 //!
