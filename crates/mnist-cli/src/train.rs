@@ -249,6 +249,14 @@ impl TrainArgs {
                 bail!("--hidden {h}: must be between 1 and 100000");
             }
         }
+        if let (Some(save), Some(report)) = (&self.save, &self.report) {
+            if save == report {
+                bail!(
+                    "--save and --report both name {}: give them different files",
+                    save.display()
+                );
+            }
+        }
         for (flag, path) in [("--save", &self.save), ("--report", &self.report)] {
             if let Some(path) = path {
                 check_writable(flag, path)?;

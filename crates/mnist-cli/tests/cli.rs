@@ -209,6 +209,10 @@ fn bad_flags_are_rejected_before_training() {
         ),
         (&["--lr-min", "0"], "lr_min must be finite and positive"),
         (&["--checkpoint-dir", "/proc/x"], "--checkpoint-dir /proc/x"),
+        (
+            &["--save", "/tmp/same.json", "--report", "/tmp/same.json"],
+            "--save and --report both name /tmp/same.json",
+        ),
     ];
     for (extra, needle) in cases {
         let mut args = vec!["train", "--data-dir", d];
