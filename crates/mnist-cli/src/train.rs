@@ -382,12 +382,6 @@ pub fn run(given: &TrainArgs) -> Result<()> {
             (Some(train_idx), val_idx)
         }
     };
-    let test_set = EvalSet::all(&test, &pre)?;
-    let val_set = if val_idx.is_empty() {
-        None
-    } else {
-        Some(EvalSet::new(&train, &pre, &val_idx)?)
-    };
     let loader_config = LoaderConfig {
         batch_size: args.batch_size,
         shuffle: true,
@@ -403,8 +397,12 @@ pub fn run(given: &TrainArgs) -> Result<()> {
     log.line(&format!(
         "train {} samples, validation {} ({}), test {}; {} features; {} batches of {} per epoch",
         loader.len(),
-        val_set.as_ref().map_or(test.len(), |v| v.labels.len()),
-        if val_set.is_some() {
+        if val_idx.is_empty() {
+            test.len()
+        } else {
+            val_idx.len()
+        },
+        if !val_idx.is_empty() {
             "held out"
         } else {
             "the test set, as in the post"
@@ -443,12 +441,19 @@ pub fn run(given: &TrainArgs) -> Result<()> {
     };
     log.line(&format!("model: {}", learner.snapshot().describe()));
     let first_epoch = epochs.len();
+    let post = matches!(learner, Learner::Post { .. });
+    let mut test_set = Evaluator::new(post, &test, &pre, None)?;
+    let mut val_set = if val_idx.is_empty() {
+        None
+    } else {
+        Some(Evaluator::new(post, &train, &pre, Some(&val_idx))?)
+    };
+    let val_samples = val_set.as_ref().map_or(test.len(), Evaluator::len);
 
     let t_train = Instant::now();
     log.start_bar(((args.epochs - first_epoch) * loader.batches_per_epoch()) as u64);
     epochs.reserve(args.epochs);
     iterations.reserve(args.epochs * loader.batches_per_epoch());
-    let eval_on = val_set.as_ref().unwrap_or(&test_set);
     for epoch in first_epoch..args.epochs {
         let lr = plan.schedule.lr(epoch);
         log.line(&format!("Set learning rate to {lr:.5}"));
@@ -503,6 +508,10 @@ pub fn run(given: &TrainArgs) -> Result<()> {
             batch_in_epoch += 1;
             log.tick();
         }
+        let eval_on = match val_set.as_mut() {
+            Some(val) => val,
+            None => &mut test_set,
+        };
         let eval = learner.evaluate(eval_on)?;
         let record = EpochRecord {
             epoch,
@@ -531,7 +540,7 @@ pub fn run(given: &TrainArgs) -> Result<()> {
     let train_seconds = t_train.elapsed().as_secs_f64();
 
     let t_test = Instant::now();
-    let eval = learner.evaluate(&test_set)?;
+    let eval = learner.evaluate(&mut test_set)?;
     let model = learner.snapshot();
     let test_report = TestReport::new(&eval.confusion, eval.loss, &names);
     let test_seconds = t_test.elapsed().as_secs_f64();
@@ -560,7 +569,7 @@ pub fn run(given: &TrainArgs) -> Result<()> {
             command: "train",
             config: args,
             train_samples: loader.len(),
-            val_samples: eval_on.labels.len(),
+            val_samples,
             val_source: if val_set.is_some() {
                 "held-out"
             } else {
@@ -677,11 +686,24 @@ impl Learner {
         })
     }
 
-    fn evaluate(&self, set: &EvalSet) -> Result<Evaluation> {
-        Ok(match self {
-            Learner::Post { model, .. } => evaluate(model, set.x.view(), &set.labels)?,
-            Learner::Network { model, .. } => {
+    fn evaluate(&self, on: &mut Evaluator<'_>) -> Result<Evaluation> {
+        Ok(match (self, on) {
+            (Learner::Post { model, .. }, Evaluator::Rows(loader)) => {
+                loader.begin_epoch(0);
+                let batch = loader.next_lazy().context("the evaluation set is empty")?;
+                let features = |first: usize, x: &mut [f32], stride: usize| {
+                    batch.features_into(first, x, stride)
+                };
+                mnist_model::evaluate_rows(model, batch.labels, &features)?
+            }
+            (Learner::Post { model, .. }, Evaluator::Matrix(set)) => {
+                evaluate(model, set.x.view(), &set.labels)?
+            }
+            (Learner::Network { model, .. }, Evaluator::Matrix(set)) => {
                 mnist_model::evaluate_mlp(model, set.x.view(), &set.labels)?
+            }
+            (Learner::Network { .. }, Evaluator::Rows(_)) => {
+                bail!("a network is evaluated on a feature matrix, not on rows made on demand")
             }
         })
     }
@@ -699,6 +721,53 @@ impl Learner {
         match self {
             Learner::Post { .. } => None,
             Learner::Network { trainer, .. } => Some(trainer.velocity()),
+        }
+    }
+}
+
+/// Where evaluation rows come from. The post's model takes them made from
+/// the image bytes block by block on the threads that use them, as in
+/// training, so no `f32` copy of the evaluation set exists; a network takes
+/// a feature matrix.
+enum Evaluator<'d> {
+    /// One batch of the whole set, in order, made on demand.
+    Rows(Loader<'d>),
+    /// The features, computed once.
+    Matrix(EvalSet),
+}
+
+impl<'d> Evaluator<'d> {
+    /// The samples `indices` of `data` (all of them if `None`), for the
+    /// post's model (`post`) or a network.
+    fn new(
+        post: bool,
+        data: &'d Dataset,
+        pre: &Preprocess,
+        indices: Option<&[usize]>,
+    ) -> Result<Self> {
+        if !post {
+            return Ok(Evaluator::Matrix(match indices {
+                Some(indices) => EvalSet::new(data, pre, indices)?,
+                None => EvalSet::all(data, pre)?,
+            }));
+        }
+        let config = LoaderConfig {
+            batch_size: indices.map_or(data.len(), <[usize]>::len),
+            shuffle: false,
+            drop_last: false,
+            seed: 0,
+        };
+        Ok(Evaluator::Rows(match indices {
+            Some(indices) => Loader::with_indices(data, pre.clone(), config, indices)?,
+            None => Loader::new(data, pre.clone(), config)?,
+        }))
+    }
+
+    /// Number of samples.
+    fn len(&self) -> usize {
+        match self {
+            Evaluator::Rows(loader) => loader.len(),
+            Evaluator::Matrix(set) => set.labels.len(),
         }
     }
 }
