@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use mnist_e2e::{mnist_binary, workspace_root};
+use mnist_e2e::{mnist_binary, stderr, workspace_root};
 use serde_json::Value;
 
 /// The fetched MNIST folder; a clear failure when it is missing.
@@ -31,11 +31,7 @@ fn train(seed: u64, dir: &tempfile::TempDir) -> (Value, Vec<u8>) {
         .arg(&model)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     (report, std::fs::read(&model).unwrap())
 }
@@ -100,11 +96,7 @@ fn eval_of_a_saved_model_matches_training_and_inspect_reads_the_data() {
         .arg(&report)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let trained: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let acc = trained["test"]["accuracy"].as_f64().unwrap();
     assert!(acc > 0.87, "zero init reaches about 0.895: {acc}");
@@ -119,11 +111,7 @@ fn eval_of_a_saved_model_matches_training_and_inspect_reads_the_data() {
         .arg(&eval_report)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let eval: Value = serde_json::from_slice(&std::fs::read(&eval_report).unwrap()).unwrap();
     assert_eq!(eval["test"], trained["test"]);
 

@@ -463,7 +463,7 @@ impl MlpTrainer {
             .for_each(|d, &p, &y| *d = (p - y) * inv_n);
         let dz = self.work.dz.slice(s![..rows, ..]);
         match model.layers.as_slice() {
-            [hidden, out] => {
+            [_, out] => {
                 let h = self.work.h.slice(s![..rows, ..]);
                 let (gw2, gb2) = &mut self.grads[1];
                 general_mat_mul(1.0, &h.t(), &dz, 0.0, gw2);
@@ -478,7 +478,6 @@ impl MlpTrainer {
                 let (gw1, gb1) = &mut self.grads[0];
                 general_mat_mul(1.0, &x.t(), &dh, 0.0, gw1);
                 gb1.assign(&dh.sum_axis(Axis(0)));
-                let _ = hidden;
             }
             [_] => {
                 let (gw, gb) = &mut self.grads[0];
