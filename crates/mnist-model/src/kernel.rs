@@ -18,7 +18,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use crate::linear::sigmoid;
-use crate::loss::bce_term;
+use crate::loss::LossSum;
 
 /// Lanes per chunk: one AVX-512 register, two AVX2 registers.
 pub(crate) const LANES: usize = 16;
@@ -259,8 +259,8 @@ pub(crate) enum Op<'a> {
         block: Block<'a>,
         out: &'a mut [f32],
     },
-    /// One block of a training step: adds the clipped cross-entropy of each
-    /// output to `loss`, in row-major order, and `X^T (p - y)` into the
+    /// One block of a training step: adds the block's clipped cross-entropy
+    /// (summed by a `LossSum`) to `loss`, and `X^T (p - y)` into the
     /// packed `grad`; `p` is scratch of `rows x classes`.
     Step {
         block: Block<'a>,
@@ -334,17 +334,17 @@ fn probabilities(z: &mut [f32]) {
     }
 }
 
-/// Logits to `p - y`, in place, adding each output's clipped cross-entropy
-/// to `loss` in order.
+/// Logits to `p - y`, in place, adding the block's clipped cross-entropy to
+/// `loss`.
 #[inline(always)]
 fn residuals(z: &mut [f32], y: &[f32], loss: &mut f64) {
-    let mut sum = *loss;
+    let mut sum = LossSum::new();
     for (pv, &yv) in z.iter_mut().zip(y) {
         let prob = sigmoid(*pv);
-        sum += bce_term(prob, yv);
+        sum.add(prob, yv);
         *pv = prob - yv;
     }
-    *loss = sum;
+    *loss += sum.total();
 }
 
 #[cfg(target_arch = "x86_64")]
