@@ -455,9 +455,10 @@ mod avx512 {
     /// Forward pass: rows x classes held in registers (15 accumulators).
     const R: usize = 3;
     const G: usize = 5;
-    /// Gradient: chunks x classes held in registers (10 accumulators).
+    /// Gradient: chunks x classes held in registers (20 accumulators: every
+    /// class at once, so each row of a strip is read once).
     const S: usize = 2;
-    const GG: usize = 5;
+    const GG: usize = 10;
 
     /// The first 16 values of `s`.
     ///
