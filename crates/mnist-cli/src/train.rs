@@ -6,10 +6,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use mnist_data::{split_indices, Dataset, Holdout, Loader, LoaderConfig, Part, Preprocess};
+use mnist_data::{
+    split_indices, Dataset, Holdout, LazyBatch, Loader, LoaderConfig, Part, Preprocess,
+};
 use mnist_model::{
     evaluate, CosineWarmRestarts, Evaluation, Head, Init, LinearModel, LrSchedule, Mlp, MlpTrainer,
-    Model, Product, Sgd, StepScratch, Warmup,
+    Model, Product, RowSource, Sgd, StepScratch, Warmup,
 };
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -479,10 +481,8 @@ pub fn run(given: &TrainArgs) -> Result<()> {
                     Some(batch) => {
                         // Features are made block by block on the threads
                         // that use them.
-                        let features = |first: usize, x: &mut [f32], stride: usize| {
-                            batch.features_into(first, x, stride)
-                        };
-                        Some(sgd.step_rows(model, batch.y, &features, lr as f32, scratch))
+                        let rows = BatchRows(batch);
+                        Some(sgd.step_rows(model, batch.y, &rows, lr as f32, scratch))
                     }
                     None => None,
                 },
@@ -691,10 +691,7 @@ impl Learner {
             (Learner::Post { model, .. }, Evaluator::Rows(loader)) => {
                 loader.begin_epoch(0);
                 let batch = loader.next_lazy().context("the evaluation set is empty")?;
-                let features = |first: usize, x: &mut [f32], stride: usize| {
-                    batch.features_into(first, x, stride)
-                };
-                mnist_model::evaluate_rows(model, batch.labels, &features)?
+                mnist_model::evaluate_rows(model, batch.labels, &BatchRows(batch))?
             }
             (Learner::Post { model, .. }, Evaluator::Matrix(set)) => {
                 evaluate(model, set.x.view(), &set.labels)?
@@ -722,6 +719,20 @@ impl Learner {
             Learner::Post { .. } => None,
             Learner::Network { trainer, .. } => Some(trainer.velocity()),
         }
+    }
+}
+
+/// A batch as the trainer's row source: rows made from the image bytes, and
+/// images fetched into the cache ahead of use.
+struct BatchRows<'a>(LazyBatch<'a>);
+
+impl RowSource for BatchRows<'_> {
+    fn fill(&self, first: usize, out: &mut [f32], stride: usize) {
+        self.0.features_into(first, out, stride);
+    }
+
+    fn prefetch(&self, first: usize, n: usize) {
+        self.0.prefetch(first, n);
     }
 }
 

@@ -260,14 +260,7 @@ impl<'d> Loader<'d> {
         let indices = &self.order[start..start + rows];
         let f = self.features;
         let classes = self.data.classes();
-        gather(
-            self.data,
-            &self.pre,
-            indices,
-            &[],
-            &mut self.x[..rows * f],
-            f,
-        );
+        gather(self.data, &self.pre, indices, &mut self.x[..rows * f], f);
         Some(Batch {
             x: ArrayView2::from_shape((rows, f), &self.x[..rows * f])
                 .unwrap_or_else(|_| unreachable!("buffer holds rows x features")),
@@ -291,6 +284,7 @@ impl<'d> Loader<'d> {
                 .unwrap_or_else(|_| unreachable!("buffer holds rows x classes")),
             labels: &self.labels,
             indices: &self.order[start..start + rows],
+            following: &self.order[start + rows..],
             data: self.data,
             pre: &self.pre,
         })
@@ -305,7 +299,7 @@ impl<'d> Loader<'d> {
             .iter()
             .map(|&i| u32::try_from(i).ok().filter(|_| i < data.len()))
             .collect::<Option<Vec<u32>>>()?;
-        gather(data, pre, &rows, &[], out.as_slice_mut()?, f);
+        gather(data, pre, &rows, out.as_slice_mut()?, f);
         Some(out)
     }
 }
@@ -321,6 +315,8 @@ pub struct LazyBatch<'a> {
     pub labels: &'a [u8],
     /// The dataset indices of the rows.
     pub indices: &'a [u32],
+    /// The indices of the rest of the epoch, after this batch.
+    following: &'a [u32],
     data: &'a Dataset,
     pre: &'a Preprocess,
 }
@@ -345,10 +341,8 @@ impl LazyBatch<'_> {
     /// `out`, one row every `stride` values, with `n = out.len() / stride`:
     /// the first [`features`](Self::features) values of each row, the rest
     /// untouched. The same values as [`Loader::next_batch`], bit for bit.
-    ///
-    /// Rows are expected to be asked for in increasing blocks: while
-    /// converting a block, the images of the next `n` rows are fetched into
-    /// the cache.
+    /// Images are read where the rows are made: ask for them early with
+    /// [`prefetch`](Self::prefetch).
     ///
     /// # Panics
     /// When `stride` is smaller than the number of features, `out.len()` is
@@ -357,43 +351,45 @@ impl LazyBatch<'_> {
         assert!(stride > 0 && out.len().is_multiple_of(stride), "row stride");
         let n = out.len() / stride;
         let rows = &self.indices[first..first + n];
-        let next = self.indices.len().min(first + 2 * n);
-        let ahead = &self.indices[first + n..next];
-        gather(self.data, self.pre, rows, ahead, out, stride);
+        gather(self.data, self.pre, rows, out, stride);
+    }
+
+    /// Asks the CPU to bring the images of rows `first..first + n` into its
+    /// cache, without waiting for them: a hint, given a little ahead of
+    /// [`features_into`](Self::features_into) so that memory latency
+    /// overlaps other work. Rows from [`len`](Self::len) on are those of the
+    /// batches that follow in the epoch, numbered on; rows past the epoch's
+    /// end are ignored. On CPUs without a prefetch instruction available to
+    /// stable Rust, does nothing.
+    pub fn prefetch(&self, first: usize, n: usize) {
+        let rows = self
+            .indices
+            .iter()
+            .chain(self.following)
+            .skip(first)
+            .take(n);
+        for &i in rows {
+            if let Some(image) = self.data.images().image(i as usize) {
+                crate::preprocess::prefetch(image);
+            }
+        }
     }
 }
 
 /// Features of samples `rows` of `data` into `out` (one row every `stride`
-/// values), prefetching the images of `ahead`; groups of a few rows so that
-/// the image slices fit on the stack.
-fn gather(
-    data: &Dataset,
-    pre: &Preprocess,
-    rows: &[u32],
-    ahead: &[u32],
-    out: &mut [f32],
-    stride: usize,
-) {
+/// values); groups of a few rows so that the image slices fit on the stack.
+fn gather(data: &Dataset, pre: &Preprocess, rows: &[u32], out: &mut [f32], stride: usize) {
     const GROUP: usize = 16;
     let image = |i: u32| {
         data.images()
             .image(i as usize)
             .unwrap_or_else(|| unreachable!("indices were checked against the dataset"))
     };
-    let mut ahead = ahead.chunks(GROUP);
     for (group, out) in rows.chunks(GROUP).zip(out.chunks_mut(GROUP * stride)) {
         let mut images: [&[u8]; GROUP] = [&[]; GROUP];
         for (dst, &i) in images.iter_mut().zip(group) {
             *dst = image(i);
         }
-        let mut next: [&[u8]; GROUP] = [&[]; GROUP];
-        let mut m = 0;
-        if let Some(a) = ahead.next() {
-            for (dst, &i) in next.iter_mut().zip(a) {
-                *dst = image(i);
-            }
-            m = a.len();
-        }
-        pre.rows_into(&images[..group.len()], &next[..m], out, stride);
+        pre.rows_into(&images[..group.len()], &[], out, stride);
     }
 }

@@ -282,3 +282,45 @@ proptest! {
         prop_assert_eq!(epoch_indices(&mut again, epoch).0, seen, "same seed, same order");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Lazy batches, made block by block with prefetch hints anywhere (in the
+    /// batch, in the batches after it, past the epoch's end), hold the same
+    /// rows, labels and targets as the whole-batch loader, bit for bit.
+    #[test]
+    fn lazy_batches_equal_whole_batches(n in 1usize..200, batch in 1usize..60, block in 1usize..20, seed: u64, hint in 0usize..1000) {
+        let data = dataset(n);
+        let config = LoaderConfig { batch_size: batch, shuffle: true, drop_last: false, seed };
+        let pre = Preprocess::default();
+        let mut whole = Loader::new(&data, pre.clone(), config.clone()).unwrap();
+        let mut lazy = Loader::new(&data, pre.clone(), config).unwrap();
+        whole.begin_epoch(1);
+        lazy.begin_epoch(1);
+        let stride = pre.features(4) + 3;
+        while let Some(expected) = whole.next_batch() {
+            let got = lazy.next_lazy().unwrap();
+            prop_assert_eq!(got.len(), expected.len());
+            prop_assert_eq!(got.indices, expected.indices);
+            prop_assert_eq!(got.labels, expected.labels);
+            prop_assert_eq!(got.y, expected.y);
+            got.prefetch(hint, block);
+            got.prefetch(usize::MAX - 1, 5);
+            let mut first = 0;
+            while first < got.len() {
+                let rows = block.min(got.len() - first);
+                got.prefetch(first + rows, rows);
+                let mut out = vec![f32::NAN; rows * stride];
+                got.features_into(first, &mut out, stride);
+                for (r, row) in out.chunks_exact(stride).enumerate() {
+                    let want = expected.x.row(first + r);
+                    prop_assert_eq!(&row[..want.len()], want.as_slice().unwrap());
+                    prop_assert!(row[want.len()..].iter().all(|v| v.is_nan()), "padding untouched");
+                }
+                first += rows;
+            }
+        }
+        prop_assert!(lazy.next_lazy().is_none());
+    }
+}

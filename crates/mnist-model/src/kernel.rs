@@ -19,13 +19,15 @@
 
 use crate::linear::sigmoid;
 use crate::loss::LossSum;
+use crate::rows::RowSource;
 
 /// Lanes per chunk: one AVX-512 register, two AVX2 registers.
 pub(crate) const LANES: usize = 16;
 
 /// Rows per block: a block's inputs are made, used by the forward pass and
-/// used again by the gradient pass while they are still in L1/L2.
-pub(crate) const BLOCK: usize = 32;
+/// used again by the gradient pass while they are still in L1/L2. A multiple
+/// of the AVX-512 forward pass's three rows at a time.
+pub(crate) const BLOCK: usize = 30;
 
 /// Number of chunks needed for `features` features.
 pub(crate) fn chunks(features: usize) -> usize {
@@ -133,19 +135,26 @@ fn logits_block<M: Arith, const R: usize, const G: usize>(
     out
 }
 
-/// Logits of the rows of a block into `out` (`rows x classes`).
+/// Logits of the rows of a block into `out` (`rows x classes`), calling
+/// `done(first, n)` as rows `first..first + n` are finished.
 #[inline(always)]
-fn logits<M: Arith, const R: usize, const G: usize>(b: &Block<'_>, out: &mut [f32]) {
+fn logits<M: Arith, const R: usize, const G: usize>(
+    b: &Block<'_>,
+    out: &mut [f32],
+    done: Done<'_>,
+) {
     let (stride, classes) = (b.chunks * LANES, b.classes);
     let row = |r: usize| &b.x[r * stride..(r + 1) * stride];
     let mut r0 = 0;
     while r0 + R <= b.rows {
         let xr: [&[f32]; R] = std::array::from_fn(|r| row(r0 + r));
         class_groups::<M, R, G>(xr, b, &mut out[r0 * classes..]);
+        done(r0, R);
         r0 += R;
     }
     while r0 < b.rows {
         class_groups::<M, 1, G>([row(r0)], b, &mut out[r0 * classes..]);
+        done(r0, 1);
         r0 += 1;
     }
 }
@@ -241,6 +250,28 @@ fn gradient<M: Arith, const S: usize, const G: usize>(b: &Block<'_>, g: &[f32], 
     }
 }
 
+/// Told by the forward pass that rows `first..first + n` of a block are
+/// done: the moment to ask for the rows wanted next, spread over the work.
+pub(crate) type Done<'a> = &'a (dyn Fn(usize, usize) + Sync);
+
+/// A [`Done`] for a block of `n` rows that asks `source` for the `next_n`
+/// rows from `next` on, in step with the block's progress: when rows
+/// `first..first + m` of the block are done, the same fraction of the next
+/// block is asked for.
+pub(crate) fn ahead<S: RowSource + ?Sized>(
+    source: &S,
+    n: usize,
+    next: usize,
+    next_n: usize,
+) -> impl Fn(usize, usize) + Sync + '_ {
+    move |first: usize, m: usize| {
+        let (lo, hi) = (first * next_n / n, (first + m) * next_n / n);
+        if hi > lo {
+            source.prefetch(next + lo, hi - lo);
+        }
+    }
+}
+
 /// A block of rows: `rows` rows of `chunks * LANES` values, zero beyond the
 /// features (the weights are zero there too, so the padding adds exact
 /// zeros and leaves the gradient's padding at zero).
@@ -254,16 +285,20 @@ pub(crate) struct Block<'a> {
 
 /// Work for one of the instruction-set-specific entry points.
 pub(crate) enum Op<'a> {
-    /// Probabilities `sigmoid(X W)` into `out` (`rows x classes`).
+    /// Probabilities `sigmoid(X W)` into `out` (`rows x classes`); `done`
+    /// follows the products.
     Forward {
         block: Block<'a>,
+        done: Done<'a>,
         out: &'a mut [f32],
     },
     /// One block of a training step: adds the block's clipped cross-entropy
     /// (summed by a `LossSum`) to `loss`, and `X^T (p - y)` into the
-    /// packed `grad`; `p` is scratch of `rows x classes`.
+    /// packed `grad`; `p` is scratch of `rows x classes`. `done` follows
+    /// the forward pass.
     Step {
         block: Block<'a>,
+        done: Done<'a>,
         y: &'a [f32],
         p: &'a mut [f32],
         grad: &'a mut [f32],
@@ -274,7 +309,7 @@ pub(crate) enum Op<'a> {
 /// The two products, implemented per instruction set.
 trait Products {
     /// Logits of the rows of a block into `out` (`rows x classes`).
-    fn logits(b: &Block<'_>, out: &mut [f32]);
+    fn logits(b: &Block<'_>, out: &mut [f32], done: Done<'_>);
     /// Adds `X^T g` for the rows of a block into the packed `grad`.
     fn gradient(b: &Block<'_>, g: &[f32], grad: &mut [f32]);
 }
@@ -290,8 +325,8 @@ impl<M: Arith, const R: usize, const G: usize, const S: usize, const GG: usize> 
     for Generic<M, R, G, S, GG>
 {
     #[inline(always)]
-    fn logits(b: &Block<'_>, out: &mut [f32]) {
-        logits::<M, R, G>(b, out);
+    fn logits(b: &Block<'_>, out: &mut [f32], done: Done<'_>) {
+        logits::<M, R, G>(b, out, done);
     }
 
     #[inline(always)]
@@ -305,13 +340,14 @@ impl<M: Arith, const R: usize, const G: usize, const S: usize, const GG: usize> 
 #[inline(always)]
 fn execute<P: Products>(op: Op<'_>) {
     match op {
-        Op::Forward { block, out } => {
+        Op::Forward { block, done, out } => {
             let out = &mut out[..block.rows * block.classes];
-            P::logits(&block, out);
+            P::logits(&block, out, done);
             probabilities(out);
         }
         Op::Step {
             block,
+            done,
             y,
             p,
             grad,
@@ -319,7 +355,7 @@ fn execute<P: Products>(op: Op<'_>) {
         } => {
             let n = block.rows * block.classes;
             let p = &mut p[..n];
-            P::logits(&block, p);
+            P::logits(&block, p, done);
             residuals(p, &y[..n], loss);
             P::gradient(&block, p, grad);
         }
@@ -351,13 +387,14 @@ fn residuals(z: &mut [f32], y: &[f32], loss: &mut f64) {
 #[target_feature(enable = "avx512f,fma")]
 fn execute_avx512(op: Op<'_>) {
     match op {
-        Op::Forward { block, out } => {
+        Op::Forward { block, done, out } => {
             let out = &mut out[..block.rows * block.classes];
-            avx512::logits(&block, out);
+            avx512::logits(&block, out, done);
             probabilities(out);
         }
         Op::Step {
             block,
+            done,
             y,
             p,
             grad,
@@ -365,7 +402,7 @@ fn execute_avx512(op: Op<'_>) {
         } => {
             let n = block.rows * block.classes;
             let p = &mut p[..n];
-            avx512::logits(&block, p);
+            avx512::logits(&block, p, done);
             residuals(p, &y[..n], loss);
             avx512::gradient(&block, p, grad);
         }
@@ -450,7 +487,7 @@ mod avx512 {
         _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps,
     };
 
-    use super::{Block, LANES};
+    use super::{Block, Done, LANES};
 
     /// Forward pass: rows x classes held in registers (15 accumulators).
     const R: usize = 3;
@@ -545,16 +582,19 @@ mod avx512 {
         }
     }
 
-    /// Logits of the rows of a block into `out` (`rows x classes`).
+    /// Logits of the rows of a block into `out` (`rows x classes`), calling
+    /// `done` as rows are finished.
     #[target_feature(enable = "avx512f,fma")]
-    pub(super) fn logits(b: &Block<'_>, out: &mut [f32]) {
+    pub(super) fn logits(b: &Block<'_>, out: &mut [f32], done: Done<'_>) {
         let mut r0 = 0;
         while r0 + R <= b.rows {
             logits_group::<R>(b, r0, out);
+            done(r0, R);
             r0 += R;
         }
         while r0 < b.rows {
             logits_group::<1>(b, r0, out);
+            done(r0, 1);
             r0 += 1;
         }
     }

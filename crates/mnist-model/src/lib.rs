@@ -47,6 +47,7 @@ mod metrics;
 mod mlp;
 mod model;
 mod pool;
+mod rows;
 mod schedule;
 mod sgd;
 
@@ -58,6 +59,7 @@ pub use crate::{
     metrics::{evaluate, evaluate_rows, ClassMetrics, ConfusionMatrix, Evaluation, MacroAverage},
     mlp::{evaluate_mlp, Dense, Head, Mlp, MlpTrainer, NETWORK_VERSION},
     model::Model,
+    rows::RowSource,
     schedule::{post_schedule, Constant, CosineWarmRestarts, LrSchedule, Product, Warmup},
     sgd::{gradient, Sgd, StepScratch},
 };

@@ -6,6 +6,7 @@ use rand_distr::StandardNormal;
 
 use crate::error::{Error, Result};
 use crate::kernel;
+use crate::rows::RowSource;
 
 /// How [`LinearModel::new`] fills the weights.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -278,7 +279,8 @@ impl LinearModel {
 
     /// Probabilities of rows `range` of a row source (see
     /// [`Sgd::step_rows`](crate::Sgd::step_rows)) into `out`, `range.len() x
-    /// classes`, block by block through the scratch `block`.
+    /// classes`, block by block through the scratch `block`, asking the
+    /// source to prefetch the next block's rows as the products go.
     pub(crate) fn forward_rows<F>(
         &self,
         range: std::ops::Range<usize>,
@@ -286,7 +288,7 @@ impl LinearModel {
         out: &mut [f32],
         block: &mut Vec<f32>,
     ) where
-        F: Fn(usize, &mut [f32], usize) + Sync + ?Sized,
+        F: RowSource + ?Sized,
     {
         let (f, classes) = (self.features, self.classes);
         let stride = kernel::stride(f);
@@ -295,13 +297,16 @@ impl LinearModel {
         while r < range.end {
             let n = kernel::BLOCK.min(range.end - r);
             let xb = &mut block[..n * stride];
-            fill(r, xb, stride);
+            fill.fill(r, xb, stride);
+            let next = r + n;
+            let ahead = kernel::ahead(fill, n, next, kernel::BLOCK.min(range.end - next));
             // The padding must be zero whatever the source wrote there.
             for row in xb.chunks_exact_mut(stride) {
                 row[f..].fill(0.0);
             }
             let at = (r - range.start) * classes;
             kernel::run(kernel::Op::Forward {
+                done: &ahead,
                 block: kernel::Block {
                     x: xb,
                     rows: n,
@@ -568,11 +573,13 @@ mod tests {
         let mut small = vec![0.0; rows * c];
         kernel::run_fused_small(kernel::Op::Forward {
             block: block(),
+            done: &|_, _| {},
             out: &mut small,
         });
         let mut portable = vec![0.0; rows * c];
         kernel::run_portable(kernel::Op::Forward {
             block: block(),
+            done: &|_, _| {},
             out: &mut portable,
         });
         let best = m.predict_proba(x.view()).expect("ok");

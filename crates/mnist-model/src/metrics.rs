@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::linear::{argmax, LinearModel};
 use crate::loss::bce_row_label;
 use crate::pool;
+use crate::rows::RowSource;
 use crate::sgd::with_rows;
 
 /// Rows per forward pass in [`evaluate`]: the probabilities buffer stays small.
@@ -276,7 +277,7 @@ pub fn evaluate(model: &LinearModel, x: ArrayView2<'_, f32>, labels: &[u8]) -> R
 /// [`Error::LabelOutOfRange`] for a label not below the number of classes.
 pub fn evaluate_rows<F>(model: &LinearModel, labels: &[u8], features: &F) -> Result<Evaluation>
 where
-    F: Fn(usize, &mut [f32], usize) + Sync + ?Sized,
+    F: RowSource + ?Sized,
 {
     let rows = labels.len();
     if rows == 0 {

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::kernel;
 use crate::linear::LinearModel;
 use crate::pool;
+use crate::rows::RowSource;
 
 /// Batches are split into this many fixed parts whose gradients are summed
 /// in order, whether or not the parts run on separate threads: the result
@@ -149,7 +150,7 @@ impl Sgd {
         scratch: &mut StepScratch,
     ) -> Result<f64>
     where
-        F: Fn(usize, &mut [f32], usize) + Sync + ?Sized,
+        F: RowSource + ?Sized,
     {
         if !(lr.is_finite() && lr >= 0.0) {
             return Err(Error::InvalidParameter {
@@ -251,7 +252,7 @@ fn accumulate<F>(
     scratch: &mut StepScratch,
 ) -> Result<f64>
 where
-    F: Fn(usize, &mut [f32], usize) + Sync + ?Sized,
+    F: RowSource + ?Sized,
 {
     let (features, classes) = (model.features(), model.classes());
     if y.ncols() != classes {
@@ -294,6 +295,7 @@ where
                 features,
                 classes,
                 ys,
+                rows,
                 fill,
                 kernel: kernel::run,
             },
@@ -317,14 +319,18 @@ struct Part<'a, F: ?Sized> {
     features: usize,
     classes: usize,
     ys: &'a [f32],
+    /// Rows in the batch.
+    rows: usize,
     fill: &'a F,
     /// The kernel entry point (tests pick other register blockings).
     kernel: fn(kernel::Op<'_>),
 }
 
 /// Rows `range` of a batch, block by block: made by `fill` into `x`, then
-/// forward pass, loss and gradient while the block is in cache. Returns the
-/// summed loss, accumulated in row-major order.
+/// forward pass, loss and gradient while the block is in cache. As the
+/// forward pass goes, the source is asked to prefetch the next block's rows,
+/// a few at a time; after the part's last block, its first block in the next
+/// batch. Returns the summed loss.
 fn run_part<F>(
     part: Part<'_, F>,
     range: std::ops::Range<usize>,
@@ -333,13 +339,14 @@ fn run_part<F>(
     p: &mut [f32],
 ) -> f64
 where
-    F: Fn(usize, &mut [f32], usize) + Sync + ?Sized,
+    F: RowSource + ?Sized,
 {
     let Part {
         packed,
         features,
         classes,
         ys,
+        rows,
         fill,
         kernel: run,
     } = part;
@@ -349,12 +356,19 @@ where
     while r < range.end {
         let n = kernel::BLOCK.min(range.end - r);
         let xb = &mut x[..n * stride];
-        fill(r, xb, stride);
+        fill.fill(r, xb, stride);
+        let (next, next_n) = if r + n < range.end {
+            (r + n, kernel::BLOCK.min(range.end - r - n))
+        } else {
+            (range.start + rows, kernel::BLOCK.min(range.len()))
+        };
+        let ahead = kernel::ahead(fill, n, next, next_n);
         // The padding must be zero whatever the source wrote there.
         for row in xb.chunks_exact_mut(stride) {
             row[features..].fill(0.0);
         }
         run(kernel::Op::Step {
+            done: &ahead,
             block: kernel::Block {
                 x: xb,
                 rows: n,
@@ -718,6 +732,7 @@ mod tests {
                     features: f,
                     classes: c,
                     ys: y.as_slice().expect("standard"),
+                    rows: x.nrows(),
                     fill,
                     kernel: run,
                 },
@@ -729,6 +744,86 @@ mod tests {
         })
         .expect("standard");
         (loss, grad)
+    }
+
+    /// A row source over `x` that logs what it is asked for.
+    struct Logged<'a> {
+        x: &'a Array2<f32>,
+        log: std::sync::Mutex<Vec<(bool, usize, usize)>>,
+    }
+
+    impl RowSource for Logged<'_> {
+        fn fill(&self, first: usize, out: &mut [f32], stride: usize) {
+            let n = out.len() / stride;
+            for (k, row) in out.chunks_exact_mut(stride).enumerate() {
+                for (d, s) in row.iter_mut().zip(self.x.row(first + k)) {
+                    *d = *s;
+                }
+            }
+            self.log
+                .lock()
+                .expect("not poisoned")
+                .push((true, first, n));
+        }
+
+        fn prefetch(&self, first: usize, n: usize) {
+            self.log
+                .lock()
+                .expect("not poisoned")
+                .push((false, first, n));
+        }
+    }
+
+    #[test]
+    fn step_rows_asks_for_each_block_ahead_and_the_next_batch() {
+        let mut rng = ChaCha8Rng::seed_from_u64(31);
+        let (rows, f, c) = (301, 785, 10);
+        let w = random(f, c, 0.1, &mut rng);
+        let x = random(rows, f, 0.5, &mut rng);
+        let y = one_hot(&random_labels(rows, c, &mut rng), c);
+        let source = Logged {
+            x: &x,
+            log: std::sync::Mutex::new(Vec::new()),
+        };
+        let mut a = LinearModel::from_weights(w.view()).expect("ok");
+        let mut b = a.clone();
+        let sgd = Sgd::default();
+        let la = sgd
+            .step_rows(&mut a, y.view(), &source, 0.1, &mut StepScratch::new())
+            .expect("ok");
+        let lb = sgd
+            .step(&mut b, x.view(), y.view(), 0.1, &mut StepScratch::new())
+            .expect("ok");
+        assert_eq!(la.to_bits(), lb.to_bits());
+        assert_eq!(a, b, "hints change nothing");
+
+        let log = source.log.into_inner().expect("not poisoned");
+        let mid = rows / 2;
+        for part in [0..mid, mid..rows] {
+            let events: Vec<_> = log
+                .iter()
+                .filter(|&&(_, first, _)| {
+                    part.contains(&first) || (first >= rows && part.contains(&(first - rows)))
+                })
+                .collect();
+            let mut asked = std::collections::BTreeSet::new();
+            for &&(fill, first, n) in &events {
+                if fill {
+                    // Every block but the part's first was asked for before.
+                    if first != part.start {
+                        assert!((first..first + n).all(|r| asked.contains(&r)), "{first}");
+                    }
+                } else {
+                    asked.extend(first..first + n);
+                }
+            }
+            // The part's last block asks for its first block in the next
+            // batch, numbered on from the end of this one.
+            let first_block = kernel::BLOCK.min(part.len());
+            let next: Vec<_> = asked.iter().filter(|&&r| r >= rows).copied().collect();
+            let want: Vec<_> = (part.start + rows..part.start + rows + first_block).collect();
+            assert_eq!(next, want);
+        }
     }
 
     #[test]

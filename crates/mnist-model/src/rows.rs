@@ -1,0 +1,57 @@
+//! Input rows made on demand.
+
+/// A source of input rows for [`Sgd::step_rows`](crate::Sgd::step_rows) and
+/// [`evaluate_rows`](crate::evaluate_rows): rows are asked for a block of a
+/// few dozen at a time, where and when they are used, so that only a block
+/// per thread ever exists as `f32`.
+///
+/// Any `Fn(first, out, stride) + Sync` closure is a source (with no
+/// prefetching).
+///
+/// # Examples
+///
+/// ```
+/// use mnist_model::RowSource;
+///
+/// /// Row `i` is `[i, i, ...]`.
+/// struct Ramp {
+///     features: usize,
+/// }
+///
+/// impl RowSource for Ramp {
+///     fn fill(&self, first: usize, out: &mut [f32], stride: usize) {
+///         for (k, row) in out.chunks_exact_mut(stride).enumerate() {
+///             row[..self.features].fill((first + k) as f32);
+///         }
+///     }
+/// }
+///
+/// let mut out = vec![0.0f32; 2 * 4];
+/// Ramp { features: 3 }.fill(5, &mut out, 4);
+/// assert_eq!(out, [5.0, 5.0, 5.0, 0.0, 6.0, 6.0, 6.0, 0.0]);
+/// ```
+pub trait RowSource: Sync {
+    /// Writes rows `first..first + n`, with `n = out.len() / stride`, into
+    /// `out`, one row every `stride` values: the first `features` values of
+    /// each row (the rest are ignored and may be left as they are).
+    fn fill(&self, first: usize, out: &mut [f32], stride: usize);
+
+    /// A hint that rows `first..first + n` will be filled soon, given while
+    /// the rows before them are being computed on. Row numbers may go past
+    /// the last row of the batch: they then mean the rows of the batch that
+    /// follows, numbered on (row `len + i` is row `i` of the next batch of
+    /// the same length); a source that cannot tell ignores them. Only a
+    /// hint: the default does nothing, and results never depend on it.
+    fn prefetch(&self, first: usize, n: usize) {
+        let _ = (first, n);
+    }
+}
+
+impl<F> RowSource for F
+where
+    F: Fn(usize, &mut [f32], usize) + Sync + ?Sized,
+{
+    fn fill(&self, first: usize, out: &mut [f32], stride: usize) {
+        self(first, out, stride)
+    }
+}
