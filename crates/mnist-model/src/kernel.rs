@@ -374,7 +374,7 @@ fn probabilities(z: &mut [f32]) {
 /// `loss`.
 #[inline(always)]
 fn residuals(z: &mut [f32], y: &[f32], loss: &mut f64) {
-    let mut sum = LossSum::new();
+    let mut sum = LossSum::<8>::new();
     for (pv, &yv) in z.iter_mut().zip(y) {
         let prob = sigmoid(*pv);
         sum.add(prob, yv);

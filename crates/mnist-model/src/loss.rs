@@ -43,30 +43,29 @@ fn likelihood(p: f32, y: f32) -> Option<f64> {
 ///
 /// For 0/1 targets a term is `-ln(q)` with `q` in `[1e-4, 1]`, so a sum of
 /// terms is `-ln` of the product of their `q`s: up to [`FACTORS`] of them
-/// multiply to at least `1e-256`, far from underflow. The terms are dealt
-/// round-robin to [`LANES`] products (independent multiplications the CPU
-/// overlaps), and each product's logarithm is taken when it is full and at
-/// the end. Fractional targets add their term directly. The result differs
-/// from adding the terms one by one only in the last bits (a product of `n`
-/// factors carries a relative error of at most `n` ulps, which the
-/// logarithm turns into an absolute error of about `n * 1.1e-16`).
+/// multiply to at least `1e-256`, far from underflow. Term `i` goes to
+/// product `i % L` (`L` independent multiplications the CPU overlaps), and
+/// the products' logarithms are taken when they are full and at the end.
+/// Fractional targets add their term directly. The result differs from
+/// adding the terms one by one only in the last bits (a product of `n`
+/// factors carries a relative error of at most `n` ulps, which the logarithm
+/// turns into an absolute error of about `n * 1.1e-16`).
 #[derive(Debug, Clone)]
-pub(crate) struct LossSum {
-    products: [f64; LANES],
-    next: usize,
+pub(crate) struct LossSum<const L: usize> {
+    products: [f64; L],
+    /// Terms in the products.
+    terms: usize,
     sum: f64,
 }
 
-/// Products taken at once.
-const LANES: usize = 8;
 /// Factors per product before its logarithm is taken: `1e-4^64 = 1e-256`.
 const FACTORS: usize = 64;
 
-impl LossSum {
+impl<const L: usize> LossSum<L> {
     pub(crate) fn new() -> Self {
         LossSum {
-            products: [1.0; LANES],
-            next: 0,
+            products: [1.0; L],
+            terms: 0,
             sum: 0.0,
         }
     }
@@ -76,9 +75,9 @@ impl LossSum {
     pub(crate) fn add(&mut self, p: f32, y: f32) {
         match likelihood(p, y) {
             Some(q) => {
-                self.products[self.next % LANES] *= q;
-                self.next += 1;
-                if self.next == LANES * FACTORS {
+                self.products[self.terms % L] *= q;
+                self.terms += 1;
+                if self.terms == L * FACTORS {
                     self.flush();
                 }
             }
@@ -86,18 +85,18 @@ impl LossSum {
         }
     }
 
-    /// Moves the products' logarithms into the sum, in lane order.
+    /// Moves the products' logarithms into the sum, in order.
     fn flush(&mut self) {
         for q in &mut self.products {
             self.sum -= q.ln();
             *q = 1.0;
         }
-        self.next = 0;
+        self.terms = 0;
     }
 
     /// The sum of every term added.
     pub(crate) fn total(mut self) -> f64 {
-        if self.next > 0 {
+        if self.terms > 0 {
             self.flush();
         }
         self.sum
@@ -105,9 +104,9 @@ impl LossSum {
 }
 
 /// The summed cross-entropy of one row of probabilities against the one-hot
-/// encoding of `label`, as [`LossSum`] adds it.
+/// encoding of `label`: one logarithm for up to 64 classes.
 pub(crate) fn bce_row_label(p: &[f32], label: usize) -> f64 {
-    let mut sum = LossSum::new();
+    let mut sum = LossSum::<1>::new();
     for (c, &pv) in p.iter().enumerate() {
         sum.add(pv, if c == label { 1.0 } else { 0.0 });
     }
@@ -212,7 +211,8 @@ mod tests {
             state ^= state << 17;
             (state >> 40) as f32 / (1u64 << 24) as f32
         };
-        let mut sum = LossSum::new();
+        let mut sum = LossSum::<8>::new();
+        let mut one = LossSum::<1>::new();
         let mut exact = 0.0f64;
         for i in 0..5_000 {
             let p = match i % 97 {
@@ -226,16 +226,24 @@ mod tests {
                 _ => 0.0,
             };
             sum.add(p, y);
+            one.add(p, y);
             exact += bce_term(p, y);
         }
-        let got = sum.total();
-        assert!((got - exact).abs() < 1e-12 * exact, "{got} vs {exact}");
-        assert_eq!(LossSum::new().total(), 0.0);
+        for (got, what) in [
+            (sum.total(), "eight products"),
+            (one.total(), "one product"),
+        ] {
+            assert!(
+                (got - exact).abs() < 1e-12 * exact,
+                "{what}: {got} vs {exact}"
+            );
+        }
+        assert_eq!(LossSum::<8>::new().total(), 0.0);
     }
 
     #[test]
     fn loss_sum_propagates_nan() {
-        let mut sum = LossSum::new();
+        let mut sum = LossSum::<8>::new();
         sum.add(0.5, 1.0);
         sum.add(f32::NAN, 0.0);
         assert!(sum.total().is_nan());
