@@ -1,7 +1,8 @@
 //! Gathering one batch of 512 from a training-set-sized dataset held in
 //! memory (60,000 synthetic 28 x 28 images, shuffled order): the whole batch
 //! at once (`next_batch`), and the way training does it, block by block of
-//! 30 rows into a padded buffer (`next_lazy` + `features_into`).
+//! 30 rows into a padded buffer, asking for the next block's images first
+//! (`next_lazy` + `prefetch` + `features_into`).
 
 use std::hint::black_box;
 
@@ -72,6 +73,9 @@ fn bench(c: &mut Criterion) {
                 }
             };
             for first in (0..BATCH).step_by(BLOCK) {
+                // Training asks for the next block while computing on this
+                // one; with nothing to compute here, just before making it.
+                batch.prefetch(first + BLOCK, BLOCK);
                 let n = BLOCK.min(BATCH - first);
                 batch.features_into(first, &mut block[..n * STRIDE], STRIDE);
             }
