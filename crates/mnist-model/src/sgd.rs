@@ -75,7 +75,9 @@ impl Sgd {
 
     /// One step on a batch: forward pass, loss, gradient `X^T (p - y)`, then
     /// `W -= lr * gradient / nominal_batch`. Returns the batch loss (as
-    /// [`bce_loss`](crate::bce_loss)) computed from `p` *before* the update.
+    /// [`bce_loss`](crate::bce_loss), to within the last bits: it is summed
+    /// as logarithms of products of the likelihoods, one `ln` per 64 terms)
+    /// computed from `p` *before* the update.
     ///
     /// `x` is `(rows, features)` and `y_onehot` is `(rows, classes)`. Inputs
     /// in standard (row-major) layout are used in place; others are copied.
