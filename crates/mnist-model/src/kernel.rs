@@ -17,9 +17,9 @@
 // registers; iterator chains over several arrays at once would obscure that.
 #![allow(clippy::needless_range_loop)]
 
-use crate::linear::sigmoid;
 use crate::loss::LossSum;
 use crate::rows::RowSource;
+use crate::sigmoid::sigmoid_in_place;
 
 /// Lanes per chunk: one AVX-512 register, two AVX2 registers.
 pub(crate) const LANES: usize = 16;
@@ -365,9 +365,7 @@ fn execute<P: Products>(op: Op<'_>) {
 /// Logits to probabilities, in place.
 #[inline(always)]
 fn probabilities(z: &mut [f32]) {
-    for v in z.iter_mut() {
-        *v = sigmoid(*v);
-    }
+    sigmoid_in_place(z);
 }
 
 /// Logits to `p - y`, in place, adding the block's clipped cross-entropy to
@@ -375,8 +373,9 @@ fn probabilities(z: &mut [f32]) {
 #[inline(always)]
 fn residuals(z: &mut [f32], y: &[f32], loss: &mut f64) {
     let mut sum = LossSum::<8>::new();
+    sigmoid_in_place(z);
     for (pv, &yv) in z.iter_mut().zip(y) {
-        let prob = sigmoid(*pv);
+        let prob = *pv;
         sum.add(prob, yv);
         *pv = prob - yv;
     }

@@ -50,6 +50,7 @@ mod pool;
 mod rows;
 mod schedule;
 mod sgd;
+mod sigmoid;
 
 pub use crate::{
     error::{Error, Result},

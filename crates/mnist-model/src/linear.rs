@@ -60,17 +60,7 @@ impl std::fmt::Display for Activation {
     }
 }
 
-/// The logistic function, without overflow for large `|z|`: `exp` is only
-/// ever taken of a non-positive number.
-#[inline]
-pub(crate) fn sigmoid(z: f32) -> f32 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
-}
+pub(crate) use crate::sigmoid::sigmoid;
 
 /// A linear classifier `p = activation(X W)` with `W` of shape
 /// `(features, classes)`; for MNIST `(785, 10)`, the last feature being the
