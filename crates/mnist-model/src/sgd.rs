@@ -129,15 +129,19 @@ impl Sgd {
         with_rows(x, |fill| self.step_rows(model, y_onehot, fill, lr, scratch))?
     }
 
-    /// [`step`](Self::step) on rows made on demand: `features(first, x,
+    /// [`step`](Self::step) on rows made on demand by a [`RowSource`] (a
+    /// closure `|first, x, stride|` will do): `features.fill(first, x,
     /// stride)` must write the features of rows `first..first + n`, with
     /// `n = x.len() / stride`, into `x`, one row every `stride` values (the
     /// first [`LinearModel::features`] values of each row; the rest are
     /// ignored). It is called a block of a few dozen rows at a time, in
     /// increasing order within each of two fixed halves of the batch, the
     /// halves on two threads at once: rows are made where and when they are
-    /// used, while still in cache. `y_onehot` holds the targets, one row per
-    /// batch row. The same rows give the same result, bit for bit, as
+    /// used, while still in cache. While a block is computed, the source's
+    /// [`prefetch`](RowSource::prefetch) is asked for the next one (after a
+    /// half's last block: that half's first block of the next batch, rows
+    /// numbered on past this batch). `y_onehot` holds the targets, one row
+    /// per batch row. The same rows give the same result, bit for bit, as
     /// [`step`](Self::step).
     ///
     /// # Errors
