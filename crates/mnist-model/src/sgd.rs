@@ -284,7 +284,7 @@ where
     let len = kernel::packed_len(features, classes);
     let stride = kernel::stride(features);
     for k in 0..PARTS {
-        scratch.grads[k].clear();
+        // Zeroed by the part itself, on the thread that fills it.
         scratch.grads[k].resize(len, 0.0);
         scratch.xs[k].resize(kernel::BLOCK * stride, 0.0);
         scratch.ps[k].resize(kernel::BLOCK * classes, 0.0);
@@ -357,6 +357,7 @@ where
         kernel: run,
     } = part;
     let stride = kernel::stride(features);
+    grad.fill(0.0);
     let mut loss = 0.0f64;
     let mut r = range.start;
     while r < range.end {
