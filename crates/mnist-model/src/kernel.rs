@@ -343,7 +343,7 @@ fn execute<P: Products>(op: Op<'_>) {
         Op::Forward { block, done, out } => {
             let out = &mut out[..block.rows * block.classes];
             P::logits(&block, out, done);
-            probabilities(out);
+            sigmoid_in_place(out);
         }
         Op::Step {
             block,
@@ -360,12 +360,6 @@ fn execute<P: Products>(op: Op<'_>) {
             P::gradient(&block, p, grad);
         }
     }
-}
-
-/// Logits to probabilities, in place.
-#[inline(always)]
-fn probabilities(z: &mut [f32]) {
-    sigmoid_in_place(z);
 }
 
 /// Logits to `p - y`, in place, adding the block's clipped cross-entropy to
@@ -389,7 +383,7 @@ fn execute_avx512(op: Op<'_>) {
         Op::Forward { block, done, out } => {
             let out = &mut out[..block.rows * block.classes];
             avx512::logits(&block, out, done);
-            probabilities(out);
+            sigmoid_in_place(out);
         }
         Op::Step {
             block,

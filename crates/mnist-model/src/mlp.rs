@@ -13,9 +13,9 @@ use rand_distr::StandardNormal;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::linear::sigmoid;
 use crate::loss::PROB_CLIP;
 use crate::metrics::{ConfusionMatrix, Evaluation};
+use crate::sigmoid::sigmoid;
 
 /// How the network turns its last layer's outputs into probabilities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
