@@ -390,6 +390,6 @@ fn gather(data: &Dataset, pre: &Preprocess, rows: &[u32], out: &mut [f32], strid
         for (dst, &i) in images.iter_mut().zip(group) {
             *dst = image(i);
         }
-        pre.rows_into(&images[..group.len()], &[], out, stride);
+        pre.rows_into(&images[..group.len()], out, stride);
     }
 }

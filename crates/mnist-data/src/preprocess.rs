@@ -81,19 +81,17 @@ impl Preprocess {
             self.features(pixels.len()),
             "feature buffer size"
         );
-        self.rows_into(&[pixels], &[], out, out.len());
+        self.rows_into(&[pixels], out, out.len());
     }
 
     /// Writes the features of `images` into `out`, one row every `stride`
     /// values: the first [`features`](Self::features) values of each row are
-    /// written, the rest left as they are. While converting, asks the CPU to
-    /// fetch the bytes of `ahead` (the images wanted next), so that they are
-    /// in cache by then.
+    /// written, the rest left as they are.
     ///
     /// # Panics
     /// When the images differ in size, `stride` is smaller than the number
     /// of features, or `out` is not `images.len() * stride` long.
-    pub fn rows_into(&self, images: &[&[u8]], ahead: &[&[u8]], out: &mut [f32], stride: usize) {
+    pub fn rows_into(&self, images: &[&[u8]], out: &mut [f32], stride: usize) {
         let pixels = images.first().map_or(0, |p| p.len());
         assert!(
             images.iter().all(|p| p.len() == pixels),
@@ -104,7 +102,6 @@ impl Preprocess {
         let job = Rows {
             pre: self,
             images,
-            ahead,
             out,
             stride,
         };
@@ -120,7 +117,7 @@ impl Preprocess {
                 return unsafe { rows_avx2(job) };
             }
         }
-        rows_body::<Portable, NoPrefetch>(job);
+        rows_body::<Portable>(job);
     }
 }
 
@@ -128,7 +125,6 @@ impl Preprocess {
 struct Rows<'a, 'b> {
     pre: &'a Preprocess,
     images: &'a [&'b [u8]],
-    ahead: &'a [&'b [u8]],
     out: &'a mut [f32],
     stride: usize,
 }
@@ -245,29 +241,14 @@ impl Convert for Avx2 {
     }
 }
 
-/// Asks for the cache lines of a byte slice ahead of use.
-trait Prefetch {
-    fn lines(bytes: &[u8]);
-}
-
-struct NoPrefetch;
-
-impl Prefetch for NoPrefetch {
-    #[inline(always)]
-    fn lines(_: &[u8]) {}
-}
-
-/// `prefetcht1`: into the second-level cache. Fetching into L1 (`t0`)
+/// Asks the CPU to bring `bytes` into its second-level cache, without
+/// waiting (`prefetcht1`; elsewhere nothing). Fetching into L1 (`t0`)
 /// measured slower: an image is 13 lines, a block's worth is hundreds, and
 /// the instructions then stall on L1's few outstanding-miss slots; the
 /// block's rows are read once from L2 anyway, at little cost.
-#[cfg(target_arch = "x86_64")]
-struct X86Prefetch;
-
-#[cfg(target_arch = "x86_64")]
-impl Prefetch for X86Prefetch {
-    #[inline(always)]
-    fn lines(bytes: &[u8]) {
+pub(crate) fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
         // The last line too, when the slice does not start on a line.
         for at in (0..bytes.len())
@@ -279,44 +260,33 @@ impl Prefetch for X86Prefetch {
             unsafe { _mm_prefetch::<_MM_HINT_T1>(bytes.as_ptr().wrapping_add(at).cast()) };
         }
     }
-}
-
-/// Asks the CPU to bring `bytes` into its cache, without waiting.
-pub(crate) fn prefetch(bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    X86Prefetch::lines(bytes);
     #[cfg(not(target_arch = "x86_64"))]
-    NoPrefetch::lines(bytes);
+    let _ = bytes;
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 fn rows_avx512(job: Rows<'_, '_>) {
-    rows_body::<Avx512, X86Prefetch>(job);
+    rows_body::<Avx512>(job);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn rows_avx2(job: Rows<'_, '_>) {
-    rows_body::<Avx2, X86Prefetch>(job);
+    rows_body::<Avx2>(job);
 }
 
 /// The body shared by every instruction set; inlined into each entry point
 /// so it is compiled with that entry point's target features.
 #[inline(always)]
-fn rows_body<C: Convert, P: Prefetch>(job: Rows<'_, '_>) {
+fn rows_body<C: Convert>(job: Rows<'_, '_>) {
     let Rows {
         pre,
         images,
-        ahead,
         out,
         stride,
     } = job;
-    for (k, (pixels, row)) in images.iter().zip(out.chunks_exact_mut(stride)).enumerate() {
-        // One image ahead per image converted spreads the requests out.
-        if let Some(next) = ahead.get(k) {
-            P::lines(next);
-        }
+    for (pixels, row) in images.iter().zip(out.chunks_exact_mut(stride)) {
         let (body, rest) = row.split_at_mut(pixels.len());
         match pre.normalization {
             Normalization::Centered => C::convert(pixels, body, -0.5),
@@ -328,9 +298,6 @@ fn rows_body<C: Convert, P: Prefetch>(job: Rows<'_, '_>) {
             }
         }
     }
-    for next in ahead.iter().skip(images.len()) {
-        P::lines(next);
-    }
 }
 
 #[cfg(test)]
@@ -341,7 +308,7 @@ mod tests {
     fn every_byte(pre: &Preprocess) -> Vec<f32> {
         let pixels: Vec<u8> = (0..=255).collect();
         let mut out = vec![0.0; 256];
-        pre.rows_into(&[&pixels], &[], &mut out, 256);
+        pre.rows_into(&[&pixels], &mut out, 256);
         out
     }
 
@@ -407,7 +374,7 @@ mod tests {
             let f = pre.features(784);
             let stride = 800;
             let mut out = vec![7.0f32; 2 * stride];
-            pre.rows_into(&[&image, &other], &[&other], &mut out, stride);
+            pre.rows_into(&[&image, &other], &mut out, stride);
             for (row, src) in out.chunks_exact(stride).zip([&image, &other]) {
                 for (o, &p) in row.iter().zip(src.iter()) {
                     assert_eq!(o.to_bits(), norm.apply(p).to_bits());

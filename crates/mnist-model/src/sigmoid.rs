@@ -13,7 +13,8 @@
 //! the correctly rounded logistic except when the exact value lies within
 //! about `1e-16` (relative) of a rounding boundary.
 
-// Index-free loops over slices are what LLVM vectorises here.
+// The two parts of `ln 2` are written with the digits of their classic
+// published form, more than an `f64` holds.
 #![allow(clippy::excessive_precision)]
 
 /// `log2(e)`.
