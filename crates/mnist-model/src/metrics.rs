@@ -10,8 +10,9 @@ use crate::pool;
 use crate::rows::RowSource;
 use crate::sgd::with_rows;
 
-/// Rows per forward pass in [`evaluate`]: the probabilities buffer stays small.
-const EVAL_CHUNK: usize = 1024;
+/// Rows per piece of work in [`evaluate_rows`]: small enough that the two
+/// threads finish together, large enough that taking a piece costs nothing.
+const EVAL_PIECE: usize = 240;
 
 /// Below this many rows a second thread costs more than it saves.
 const MIN_ROWS_FOR_THREADS: usize = 256;
@@ -266,10 +267,11 @@ pub fn evaluate(model: &LinearModel, x: ArrayView2<'_, f32>, labels: &[u8]) -> R
 
 /// [`evaluate`] on rows made on demand by `features`, as in
 /// [`Sgd::step_rows`](crate::Sgd::step_rows), one row per label: nothing
-/// but a block of rows per thread needs to exist as `f32` at a time. The two
-/// halves of the rows are evaluated on two threads; the loss is summed in row
-/// order afterwards, so the result is the same as [`evaluate`]'s, bit for
-/// bit.
+/// but a block of rows per thread needs to exist as `f32` at a time. Two
+/// threads take pieces of the rows in turn, so neither waits for the other;
+/// each row's prediction and loss do not depend on which thread computed
+/// it, and the losses are summed in row order afterwards, so the result is
+/// the same as [`evaluate`]'s, bit for bit.
 ///
 /// # Errors
 ///
@@ -285,33 +287,41 @@ where
     }
     let classes = model.classes();
     let mut confusion = ConfusionMatrix::new(classes)?;
-    // Per row: the prediction and the row's loss, computed in parallel.
+    // Per row: the prediction and the row's loss, computed by both threads
+    // taking pieces of the rows in turn: however the pieces fall, each row's
+    // results are the same.
     let mut predicted = vec![0usize; rows];
     let mut row_loss = vec![0.0f64; rows];
-    let mid = rows / 2;
-    let (pl, ph) = predicted.split_at_mut(mid);
-    let (ll, lh) = row_loss.split_at_mut(mid);
-    let half = |range: std::ops::Range<usize>, pred: &mut [usize], loss: &mut [f64]| {
+    let pieces = std::sync::Mutex::new(
+        (0..rows)
+            .step_by(EVAL_PIECE)
+            .zip(predicted.chunks_mut(EVAL_PIECE))
+            .zip(row_loss.chunks_mut(EVAL_PIECE)),
+    );
+    let work = || {
         let mut block = Vec::new();
-        let mut p = vec![0.0f32; EVAL_CHUNK.min(range.len()) * classes];
-        let mut start = range.start;
-        while start < range.end {
-            let end = (start + EVAL_CHUNK).min(range.end);
-            let p = &mut p[..(end - start) * classes];
-            model.forward_rows(start..end, features, p, &mut block);
+        let mut p = Vec::new();
+        loop {
+            let next = pieces
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .next();
+            let Some(((start, pred), loss)) = next else {
+                break;
+            };
+            let end = start + pred.len();
+            p.resize(pred.len() * classes, 0.0);
+            model.forward_rows(start..end, features, &mut p, &mut block);
             for (i, row) in p.chunks_exact(classes).enumerate() {
-                let at = start + i - range.start;
-                pred[at] = argmax(row.iter().copied());
-                loss[at] = bce_row_label(row, usize::from(labels[start + i]));
+                pred[i] = argmax(row.iter().copied());
+                loss[i] = bce_row_label(row, usize::from(labels[start + i]));
             }
-            start = end;
         }
     };
     if rows >= MIN_ROWS_FOR_THREADS {
-        pool::join(|| half(0..mid, pl, ll), || half(mid..rows, ph, lh));
+        pool::join(work, work);
     } else {
-        half(0..mid, pl, ll);
-        half(mid..rows, ph, lh);
+        work();
     }
     let mut loss = 0.0f64;
     for (index, ((&label, &p), &l)) in labels.iter().zip(&predicted).zip(&row_loss).enumerate() {
@@ -442,6 +452,20 @@ mod tests {
         let y = Array2::from_shape_fn((rows, c), |(r, k)| f32::from(usize::from(labels[r]) == k));
         let loss = bce_loss(p.view(), y.view()).expect("ok");
         assert!((e.loss - loss).abs() < 1e-9 * loss);
+        // Row by row in order, as evaluation sums them, whichever thread
+        // took which piece of the rows: the same bits every time.
+        let in_order = p
+            .rows()
+            .into_iter()
+            .zip(&labels)
+            .map(|(row, &l)| bce_row_label(row.as_slice().expect("row"), usize::from(l)))
+            .fold(0.0f64, |a, b| a + b)
+            / rows as f64;
+        for _ in 0..20 {
+            let again = evaluate(&m, x.view(), &labels).expect("valid");
+            assert_eq!(again.loss.to_bits(), in_order.to_bits());
+            assert_eq!(again.confusion, e.confusion);
+        }
         let predicted = m.predict(x.view()).expect("ok");
         let cm = ConfusionMatrix::from_predictions(c, &labels, &predicted).expect("valid");
         assert_eq!(e.confusion, cm);
