@@ -232,14 +232,7 @@ impl LinearModel {
             });
         }
         let x = x.as_standard_layout();
-        let Some(xs) = x.as_slice() else {
-            // Unreachable: a standard-layout array is always contiguous.
-            return Err(Error::DimensionMismatch {
-                what: "input layout",
-                expected: 1,
-                found: 0,
-            });
-        };
+        let xs = contiguous(&x, "input layout")?;
         match out.as_slice_mut() {
             Some(o) => self.forward_slice(xs, rows, o),
             None => {
@@ -357,6 +350,24 @@ fn check_dims(features: usize, classes: usize) -> Result<()> {
         return Err(Error::ZeroSize { what: "classes" });
     }
     Ok(())
+}
+
+/// The values of a standard-layout array, in order.
+///
+/// # Errors
+///
+/// [`Error::DimensionMismatch`] naming `what` if the array is not
+/// contiguous: unreachable for the result of `as_standard_layout`, which is
+/// always contiguous, but reported rather than unwrapped.
+pub(crate) fn contiguous<'a>(
+    a: &'a ndarray::CowArray<'_, f32, ndarray::Ix2>,
+    what: &'static str,
+) -> Result<&'a [f32]> {
+    a.as_slice().ok_or(Error::DimensionMismatch {
+        what,
+        expected: 1,
+        found: 0,
+    })
 }
 
 #[cfg(test)]

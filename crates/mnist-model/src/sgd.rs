@@ -4,7 +4,7 @@ use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Error, Result};
 use crate::kernel;
-use crate::linear::LinearModel;
+use crate::linear::{contiguous, LinearModel};
 use crate::pool;
 use crate::rows::RowSource;
 
@@ -232,14 +232,7 @@ pub(crate) fn with_rows<T>(
 ) -> Result<T> {
     let features = x.ncols();
     let x = x.as_standard_layout();
-    let Some(xs) = x.as_slice() else {
-        // Unreachable: a standard-layout array is always contiguous.
-        return Err(Error::DimensionMismatch {
-            what: "input layout",
-            expected: 1,
-            found: 0,
-        });
-    };
+    let xs = contiguous(&x, "input layout")?;
     let copy = |first: usize, out: &mut [f32], stride: usize| {
         for (k, row) in out.chunks_exact_mut(stride).enumerate() {
             let at = (first + k) * features;
@@ -273,14 +266,7 @@ where
         return Err(Error::ZeroSize { what: "batch rows" });
     }
     let y = y.as_standard_layout();
-    let Some(ys) = y.as_slice() else {
-        // Unreachable: a standard-layout array is always contiguous.
-        return Err(Error::DimensionMismatch {
-            what: "target layout",
-            expected: 1,
-            found: 0,
-        });
-    };
+    let ys = contiguous(&y, "target layout")?;
     let len = kernel::packed_len(features, classes);
     let stride = kernel::stride(features);
     for k in 0..PARTS {
