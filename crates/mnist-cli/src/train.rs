@@ -11,7 +11,7 @@ use mnist_data::{
 };
 use mnist_model::{
     evaluate, CosineWarmRestarts, Evaluation, Head, Init, LinearModel, LrSchedule, Mlp, MlpTrainer,
-    Model, Product, RowSource, Sgd, StepScratch, Warmup,
+    Model, PendingEvaluation, Product, RowSource, Sgd, StepScratch, Warmup,
 };
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -456,75 +456,76 @@ pub fn run(given: &TrainArgs) -> Result<()> {
     log.start_bar(((args.epochs - first_epoch) * loader.batches_per_epoch()) as u64);
     epochs.reserve(args.epochs);
     iterations.reserve(args.epochs * loader.batches_per_epoch());
+    // The post's model, on rows made from the images and with no checkpoint
+    // to write after each epoch, is evaluated during the next epoch: in the
+    // moments a step's two threads would wait for each other, then what is
+    // left after the epoch. The results are the same bits; the log keeps its
+    // order (lines that come after an epoch's are held back until it is
+    // known).
+    let val_is_test = val_set.is_none();
+    let eval_on = match val_set.as_mut() {
+        Some(val) => val,
+        None => &mut test_set,
+    };
+    let (beside_rows, mut eval_now) = match eval_on {
+        Evaluator::Rows(eval_loader) if post && args.checkpoint_dir.is_none() => {
+            eval_loader.begin_epoch(0);
+            let batch = eval_loader
+                .next_lazy()
+                .context("the evaluation set is empty")?;
+            (Some(BatchRows(batch)), None)
+        }
+        on => (None, Some(on)),
+    };
+    let mut pending: Option<(EpochRecord, PendingEvaluation<'_, BatchRows<'_>>)> = None;
+    let mut last_eval = None;
     for epoch in first_epoch..args.epochs {
         let lr = plan.schedule.lr(epoch);
         log.line(&format!("Set learning rate to {lr:.5}"));
-        loader.begin_epoch(epoch);
-        let mut batch_in_epoch = 0;
-        let mut loss_sum = 0.0;
-        loop {
-            if interrupted.load(Ordering::Relaxed) {
-                log.finish_bar();
-                return Err(Interrupted {
-                    epoch,
-                    checkpoint_dir: args.checkpoint_dir.clone(),
-                }
-                .into());
-            }
-            let iteration = iterations.len();
-            let stepped = match &mut learner {
-                Learner::Post {
-                    model,
-                    sgd,
-                    scratch,
-                } => match loader.next_lazy() {
-                    Some(batch) => {
-                        // Features are made block by block on the threads
-                        // that use them.
-                        let rows = BatchRows(batch);
-                        Some(sgd.step_rows(model, batch.y, &rows, lr as f32, scratch))
-                    }
-                    None => None,
-                },
-                Learner::Network { model, trainer } => loader
-                    .next_batch()
-                    .map(|batch| trainer.step(&mut *model, batch.x, batch.y, lr as f32)),
+        let mut run_epoch = || {
+            let epoch_run = EpochRun {
+                epoch,
+                lr,
+                interrupted: &interrupted,
+                log_every: args.log_every,
             };
-            let Some(result) = stepped else {
-                break;
-            };
-            let loss = result.with_context(|| {
-                format!(
-                    "epoch {epoch}, iteration {iteration}, learning rate {lr:e}; no model saved"
-                )
-            })?;
-            iterations.push((iteration, loss));
-            loss_sum += loss;
-            if args.log_every > 0 && batch_in_epoch % args.log_every == 0 {
-                log.line(&format!(
-                    "Iter {iteration:>5}  Epoch {epoch:>3}  Loss {loss:.5}  LR {lr:.5}"
-                ));
-            }
-            batch_in_epoch += 1;
-            log.tick();
-        }
-        let eval_on = match val_set.as_mut() {
-            Some(val) => val,
-            None => &mut test_set,
+            epoch_run.train(&mut learner, &mut loader, &mut iterations, &mut log)
         };
-        let eval = learner.evaluate(eval_on)?;
+        let trained = match &pending {
+            Some((_, evaluation)) => mnist_model::with_background(evaluation, run_epoch),
+            None => run_epoch(),
+        };
+        // The previous epoch's line first, whatever happened in this one.
+        if let Some((record, evaluation)) = pending.take() {
+            conclude(record, &evaluation.finish()?, &mut log, &mut epochs);
+        }
+        let Some((batch_in_epoch, loss_sum)) = trained? else {
+            log.finish_bar();
+            return Err(Interrupted {
+                epoch,
+                checkpoint_dir: args.checkpoint_dir.clone(),
+            }
+            .into());
+        };
         let record = EpochRecord {
             epoch,
             lr,
             train_loss: loss_sum / batch_in_epoch.max(1) as f64,
-            val_loss: eval.loss,
-            val_accuracy: eval.accuracy,
+            val_loss: f64::NAN,
+            val_accuracy: f64::NAN,
         };
-        log.line(&format!(
-            "Epoch {epoch:>3}  train loss {:.5}  val loss {:.5}  val accuracy {:.4}",
-            record.train_loss, record.val_loss, record.val_accuracy
-        ));
-        epochs.push(record);
+        if let (Some(rows), Learner::Post { model, .. }) = (&beside_rows, &learner) {
+            let evaluation = PendingEvaluation::new(model, rows.0.labels, rows)?;
+            pending = Some((record, evaluation));
+            log.hold();
+            continue;
+        }
+        let Some(on) = eval_now.as_deref_mut() else {
+            bail!("internal error: no evaluation set for epoch {epoch}");
+        };
+        let eval = learner.evaluate(on)?;
+        conclude(record, &eval, &mut log, &mut epochs);
+        last_eval = Some(eval);
         if let Some(dir) = &args.checkpoint_dir {
             Checkpoint::new(
                 args,
@@ -536,11 +537,21 @@ pub fn run(given: &TrainArgs) -> Result<()> {
             .save(dir)?;
         }
     }
+    if let Some((record, evaluation)) = pending.take() {
+        let eval = evaluation.finish()?;
+        conclude(record, &eval, &mut log, &mut epochs);
+        last_eval = Some(eval);
+    }
     log.finish_bar();
     let train_seconds = t_train.elapsed().as_secs_f64();
 
     let t_test = Instant::now();
-    let eval = learner.evaluate(&mut test_set)?;
+    // After the last epoch the model was evaluated on the test set already
+    // when that is the validation set.
+    let eval = match last_eval {
+        Some(eval) if val_is_test => eval,
+        _ => learner.evaluate(&mut test_set)?,
+    };
     let model = learner.snapshot();
     let test_report = TestReport::new(&eval.confusion, eval.loss, &names);
     let test_seconds = t_test.elapsed().as_secs_f64();
@@ -589,6 +600,95 @@ pub fn run(given: &TrainArgs) -> Result<()> {
         write_report(path, &report)?;
     }
     Ok(())
+}
+
+/// One epoch of training.
+struct EpochRun<'a> {
+    epoch: usize,
+    lr: f64,
+    interrupted: &'a AtomicBool,
+    log_every: usize,
+}
+
+impl EpochRun<'_> {
+    /// Shuffles and trains one epoch, logging and keeping each batch's loss:
+    /// the number of batches and the sum of their losses, or `None` if
+    /// interrupted.
+    fn train(
+        &self,
+        learner: &mut Learner,
+        loader: &mut Loader<'_>,
+        iterations: &mut Vec<(usize, f64)>,
+        log: &mut Log,
+    ) -> Result<Option<(usize, f64)>> {
+        let EpochRun {
+            epoch,
+            lr,
+            interrupted,
+            log_every,
+        } = *self;
+        loader.begin_epoch(epoch);
+        let mut batch_in_epoch = 0;
+        let mut loss_sum = 0.0;
+        loop {
+            if interrupted.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            let iteration = iterations.len();
+            let stepped = match learner {
+                Learner::Post {
+                    model,
+                    sgd,
+                    scratch,
+                } => match loader.next_lazy() {
+                    Some(batch) => {
+                        // Features are made block by block on the threads
+                        // that use them.
+                        let rows = BatchRows(batch);
+                        Some(sgd.step_rows(model, batch.y, &rows, lr as f32, scratch))
+                    }
+                    None => None,
+                },
+                Learner::Network { model, trainer } => loader
+                    .next_batch()
+                    .map(|batch| trainer.step(&mut *model, batch.x, batch.y, lr as f32)),
+            };
+            let Some(result) = stepped else {
+                return Ok(Some((batch_in_epoch, loss_sum)));
+            };
+            let loss = result.with_context(|| {
+                format!(
+                    "epoch {epoch}, iteration {iteration}, learning rate {lr:e}; no model saved"
+                )
+            })?;
+            iterations.push((iteration, loss));
+            loss_sum += loss;
+            if log_every > 0 && batch_in_epoch % log_every == 0 {
+                log.line(&format!(
+                    "Iter {iteration:>5}  Epoch {epoch:>3}  Loss {loss:.5}  LR {lr:.5}"
+                ));
+            }
+            batch_in_epoch += 1;
+            log.tick();
+        }
+    }
+}
+
+/// Completes an epoch's `record` with its evaluation, logs it (before the
+/// lines held back for it) and keeps it.
+fn conclude(
+    mut record: EpochRecord,
+    eval: &Evaluation,
+    log: &mut Log,
+    epochs: &mut Vec<EpochRecord>,
+) {
+    record.val_loss = eval.loss;
+    record.val_accuracy = eval.accuracy;
+    log.line_before_held(&format!(
+        "Epoch {:>3}  train loss {:.5}  val loss {:.5}  val accuracy {:.4}",
+        record.epoch, record.train_loss, record.val_loss, record.val_accuracy
+    ));
+    epochs.push(record);
 }
 
 /// Serialises `report` and writes it atomically to `path`.

@@ -139,6 +139,66 @@ fn same_seed_same_model_bits_other_seed_other_model() {
     assert_ne!(a, c, "another seed, another model");
 }
 
+/// The post's model is evaluated after each epoch while the next one
+/// trains, unless checkpoints are written (then at once, before the
+/// checkpoint): both give the same report and the same log, line for line.
+#[test]
+fn evaluating_during_the_next_epoch_changes_nothing_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 3000, 700).unwrap();
+    let run = |name: &str, checkpoints: bool| {
+        let report = dir.path().join(format!("{name}.json"));
+        let ckpt = dir.path().join(format!("{name}-ckpt"));
+        let mut args = vec![
+            "train",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--epochs",
+            "4",
+            "--batch-size",
+            "256",
+            "--log-every",
+            "3",
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        if checkpoints {
+            args.extend(["--checkpoint-dir", ckpt.to_str().unwrap()]);
+        }
+        let o = mnist(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let lines: Vec<String> = stdout(&o)
+            .lines()
+            .filter(|l| !l.starts_with("timing:") && !l.starts_with("report written"))
+            .map(str::to_owned)
+            .collect();
+        (r, lines)
+    };
+    let (beside, beside_log) = run("beside", false);
+    let (at_once, at_once_log) = run("at-once", true);
+    for key in ["epochs", "iterations", "test"] {
+        assert_eq!(beside[key], at_once[key], "{key}");
+    }
+    assert_eq!(beside_log, at_once_log);
+    // Each epoch's line comes after its iterations and before the next
+    // epoch's learning rate.
+    let order: Vec<&str> = beside_log
+        .iter()
+        .filter_map(|l| {
+            ["Set learning rate", "Iter", "Epoch"]
+                .into_iter()
+                .find(|p| l.starts_with(p))
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for _ in 0..4 {
+        expected.extend(["Set learning rate", "Iter", "Iter", "Iter", "Iter", "Epoch"]);
+    }
+    assert_eq!(order, expected, "{beside_log:#?}");
+}
+
 #[test]
 fn missing_data_says_how_to_fetch_it() {
     let dir = tempfile::tempdir().unwrap();

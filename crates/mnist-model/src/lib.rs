@@ -38,6 +38,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod background;
 mod error;
 mod io;
 mod kernel;
@@ -53,11 +54,15 @@ mod sgd;
 mod sigmoid;
 
 pub use crate::{
+    background::{with_background, Background},
     error::{Error, Result},
     io::{MODEL_FORMAT, MODEL_VERSION},
     linear::{Activation, Init, LinearModel},
     loss::{bce_loss, PROB_CLIP},
-    metrics::{evaluate, evaluate_rows, ClassMetrics, ConfusionMatrix, Evaluation, MacroAverage},
+    metrics::{
+        evaluate, evaluate_rows, ClassMetrics, ConfusionMatrix, Evaluation, MacroAverage,
+        PendingEvaluation,
+    },
     mlp::{evaluate_mlp, Dense, Head, Mlp, MlpTrainer, NETWORK_VERSION},
     model::Model,
     rows::RowSource,

@@ -3,6 +3,10 @@
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::background::Background;
 use crate::error::{Error, Result};
 use crate::linear::{argmax, LinearModel};
 use crate::loss::bce_row_label;
@@ -10,9 +14,12 @@ use crate::pool;
 use crate::rows::RowSource;
 use crate::sgd::with_rows;
 
-/// Rows per piece of work in [`evaluate_rows`]: small enough that the two
-/// threads finish together, large enough that taking a piece costs nothing.
-const EVAL_PIECE: usize = 240;
+/// Rows per piece of work of an evaluation: small enough that a training
+/// thread doing a piece while it waits (see [`PendingEvaluation`]) keeps
+/// the other waiting for a microsecond or two at most, and that two threads
+/// sharing an evaluation finish together; large enough that taking a
+/// piece costs little.
+const EVAL_PIECE: usize = 6;
 
 /// Below this many rows a second thread costs more than it saves.
 const MIN_ROWS_FOR_THREADS: usize = 256;
@@ -281,58 +288,154 @@ pub fn evaluate_rows<F>(model: &LinearModel, labels: &[u8], features: &F) -> Res
 where
     F: RowSource + ?Sized,
 {
-    let rows = labels.len();
-    if rows == 0 {
-        return Err(Error::ZeroSize { what: "rows" });
+    PendingEvaluation::new(model, labels, features)?.finish()
+}
+
+/// An evaluation as [`evaluate_rows`] of the model as it was when this was
+/// made, done in pieces of a few rows by whoever has time: it is
+/// [`Background`] work, so that (with [`with_background`](crate::with_background))
+/// the evaluation after one epoch fills the moments the threads of the next
+/// epoch's steps would wait, and [`finish`](Self::finish) does what is left. Each row's prediction and loss are the same whoever
+/// computes them and whenever, and the losses are summed in row order at
+/// the end, so the result is that of [`evaluate_rows`], bit for bit.
+///
+/// # Examples
+///
+/// ```
+/// use mnist_model::{evaluate_rows, Background, LinearModel, PendingEvaluation};
+/// use ndarray::array;
+///
+/// let mut model = LinearModel::from_weights(array![[1.0f32, -1.0]].view())?;
+/// let rows = |first: usize, out: &mut [f32], stride: usize| {
+///     for (k, row) in out.chunks_exact_mut(stride).enumerate() {
+///         row[0] = if (first + k) % 3 == 0 { -2.0 } else { 2.0 };
+///     }
+/// };
+/// let labels = vec![0u8; 100];
+/// let now = evaluate_rows(&model, &labels, &rows)?;
+/// let pending = PendingEvaluation::new(&model, &labels, &rows)?;
+/// // The evaluation is of the model as it was: training may go on.
+/// model = LinearModel::from_weights(array![[-1.0f32, 1.0]].view())?;
+/// assert!(pending.piece());
+/// let result = pending.finish()?;
+/// assert_eq!(result, now);
+/// assert!((result.accuracy - 0.66).abs() < 1e-12);
+/// assert_ne!(evaluate_rows(&model, &labels, &rows)?, now);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct PendingEvaluation<'a, F: ?Sized> {
+    /// The model as it was when the evaluation was asked for.
+    model: LinearModel,
+    labels: &'a [u8],
+    features: &'a F,
+    /// The first row of the next piece to take.
+    next: AtomicUsize,
+    /// Each row's predicted class, and the bits of its `f64` loss.
+    predicted: Vec<AtomicUsize>,
+    row_loss: Vec<AtomicU64>,
+    /// Buffers for the threads computing pieces: a block of rows and its
+    /// probabilities.
+    scratch: [Mutex<(Vec<f32>, Vec<f32>)>; 2],
+}
+
+impl<F: ?Sized> std::fmt::Debug for PendingEvaluation<'_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingEvaluation")
+            .field("rows", &self.labels.len())
+            .field("next", &self.next)
+            .finish_non_exhaustive()
     }
-    let classes = model.classes();
-    let mut confusion = ConfusionMatrix::new(classes)?;
-    // Per row: the prediction and the row's loss, computed by both threads
-    // taking pieces of the rows in turn: however the pieces fall, each row's
-    // results are the same.
-    let mut predicted = vec![0usize; rows];
-    let mut row_loss = vec![0.0f64; rows];
-    let pieces = std::sync::Mutex::new(
-        (0..rows)
-            .step_by(EVAL_PIECE)
-            .zip(predicted.chunks_mut(EVAL_PIECE))
-            .zip(row_loss.chunks_mut(EVAL_PIECE)),
-    );
-    let work = || {
-        let mut block = Vec::new();
-        let mut p = Vec::new();
-        loop {
-            let next = pieces
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .next();
-            let Some(((start, pred), loss)) = next else {
-                break;
-            };
-            let end = start + pred.len();
-            p.resize(pred.len() * classes, 0.0);
-            model.forward_rows(start..end, features, &mut p, &mut block);
-            for (i, row) in p.chunks_exact(classes).enumerate() {
-                pred[i] = argmax(row.iter().copied());
-                loss[i] = bce_row_label(row, usize::from(labels[start + i]));
-            }
+}
+
+impl<'a, F> PendingEvaluation<'a, F>
+where
+    F: RowSource + ?Sized,
+{
+    /// An evaluation of `model` as it is now (a copy is kept) on the rows
+    /// made by `features`, one per label.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ZeroSize`] if there are no labels.
+    pub fn new(model: &LinearModel, labels: &'a [u8], features: &'a F) -> Result<Self> {
+        let rows = labels.len();
+        if rows == 0 {
+            return Err(Error::ZeroSize { what: "rows" });
         }
-    };
-    if rows >= MIN_ROWS_FOR_THREADS {
-        pool::join(work, work);
-    } else {
-        work();
+        Ok(PendingEvaluation {
+            model: model.clone(),
+            labels,
+            features,
+            next: AtomicUsize::new(0),
+            predicted: (0..rows).map(|_| AtomicUsize::new(0)).collect(),
+            row_loss: (0..rows).map(|_| AtomicU64::new(0)).collect(),
+            scratch: Default::default(),
+        })
     }
-    let mut loss = 0.0f64;
-    for (index, ((&label, &p), &l)) in labels.iter().zip(&predicted).zip(&row_loss).enumerate() {
-        confusion.add(index, usize::from(label), p)?;
-        loss += l;
+
+    /// Computes the rows not yet computed, on two threads if there are
+    /// enough, and the result.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LabelOutOfRange`] for a label not below the number of
+    /// classes.
+    pub fn finish(self) -> Result<Evaluation> {
+        let rows = self.labels.len();
+        let left = rows.saturating_sub(self.next.load(Ordering::Relaxed));
+        let work = || while self.piece() {};
+        if left >= MIN_ROWS_FOR_THREADS {
+            pool::join(work, work);
+        } else {
+            work();
+        }
+        let mut confusion = ConfusionMatrix::new(self.model.classes())?;
+        let mut loss = 0.0f64;
+        let results = self.predicted.iter().zip(&self.row_loss);
+        for (index, (&label, (p, l))) in self.labels.iter().zip(results).enumerate() {
+            confusion.add(index, usize::from(label), p.load(Ordering::Relaxed))?;
+            loss += f64::from_bits(l.load(Ordering::Relaxed));
+        }
+        Ok(Evaluation {
+            loss: loss / rows as f64,
+            accuracy: confusion.accuracy(),
+            confusion,
+        })
     }
-    Ok(Evaluation {
-        loss: loss / rows as f64,
-        accuracy: confusion.accuracy(),
-        confusion,
-    })
+}
+
+impl<F> Background for PendingEvaluation<'_, F>
+where
+    F: RowSource + ?Sized,
+{
+    /// Computes the next few rows (six) not yet taken.
+    fn piece(&self) -> bool {
+        let rows = self.labels.len();
+        if self.next.load(Ordering::Relaxed) >= rows {
+            return false;
+        }
+        let start = self.next.fetch_add(EVAL_PIECE, Ordering::Relaxed);
+        if start >= rows {
+            return false;
+        }
+        let end = rows.min(start + EVAL_PIECE);
+        let classes = self.model.classes();
+        let mut own = None;
+        let mut held = self.scratch.iter().find_map(|m| m.try_lock().ok());
+        let (block, p) = match held.as_deref_mut() {
+            Some(buffers) => buffers,
+            None => own.insert((Vec::new(), Vec::new())),
+        };
+        p.resize((end - start) * classes, 0.0);
+        self.model.forward_rows(start..end, self.features, p, block);
+        for (i, row) in p.chunks_exact(classes).enumerate() {
+            let label = usize::from(self.labels[start + i]);
+            self.predicted[start + i].store(argmax(row.iter().copied()), Ordering::Relaxed);
+            let loss = bce_row_label(row, label);
+            self.row_loss[start + i].store(loss.to_bits(), Ordering::Relaxed);
+        }
+        true
+    }
 }
 
 #[cfg(test)]
@@ -470,6 +573,64 @@ mod tests {
         let cm = ConfusionMatrix::from_predictions(c, &labels, &predicted).expect("valid");
         assert_eq!(e.confusion, cm);
         assert_eq!(e.accuracy, cm.accuracy());
+    }
+
+    #[test]
+    fn a_pending_evaluation_done_in_the_background_gives_the_same_bits() {
+        let _turn = crate::pool::tests::IDLE_TESTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut rng = ChaCha8Rng::seed_from_u64(21);
+        let (rows, f, c) = (1500, 40, 10);
+        let w = Array2::from_shape_fn((f, c), |_| rng.gen_range(-1.0f32..1.0));
+        let x = Array2::from_shape_fn((rows, f), |_| rng.gen_range(-1.0f32..1.0));
+        let labels: Vec<u8> = (0..rows).map(|_| rng.gen_range(0..c as u8)).collect();
+        let m = LinearModel::from_weights(w.view()).expect("finite");
+        let want = evaluate(&m, x.view(), &labels).expect("valid");
+        let xs = x.as_slice().expect("standard layout");
+        let fill = |first: usize, out: &mut [f32], stride: usize| {
+            for (k, row) in out.chunks_exact_mut(stride).enumerate() {
+                row[..f].copy_from_slice(&xs[(first + k) * f..(first + k + 1) * f]);
+            }
+        };
+        let sgd = crate::Sgd::new(256).expect("valid");
+        let y = Array2::from_shape_fn((256, c), |(r, k)| f32::from(r % c == k));
+        let xb = x.slice(ndarray::s![..256, ..]);
+        let mut scratch = crate::StepScratch::new();
+        for pieces_first in [0, 3, 1000] {
+            // Some pieces taken here, some in the background of training
+            // steps (on the helper between steps, and here while waiting for
+            // it), the rest by `finish`; the model being trained meanwhile.
+            let pending = PendingEvaluation::new(&m, &labels, &fill).expect("rows");
+            for _ in 0..pieces_first {
+                pending.piece();
+            }
+            let mut trained = m.clone();
+            crate::with_background(&pending, || {
+                for _ in 0..5 {
+                    sgd.step(&mut trained, xb, y.view(), 0.1, &mut scratch)
+                        .expect("finite");
+                }
+            });
+            assert_ne!(trained, m, "the model trained meanwhile");
+            let got = pending.finish().expect("valid");
+            assert_eq!(got.loss.to_bits(), want.loss.to_bits());
+            assert_eq!(got.confusion, want.confusion);
+            assert_eq!(got.accuracy.to_bits(), want.accuracy.to_bits());
+        }
+        // Many threads taking pieces at once.
+        let pending = PendingEvaluation::new(&m, &labels, &fill).expect("rows");
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| while pending.piece() {});
+            }
+        });
+        assert!(!pending.piece(), "nothing left");
+        assert_eq!(pending.finish().expect("valid"), want);
+        assert!(matches!(
+            PendingEvaluation::new(&m, &[], &fill),
+            Err(Error::ZeroSize { .. })
+        ));
     }
 
     #[test]

@@ -6,10 +6,14 @@
 //! spinning briefly, then sleeping. What each half computes never depends on
 //! which thread runs it, so results are the same whether the helper is used,
 //! busy (another caller has it) or missing (one CPU).
+//!
+//! Other work can fill the moments a thread would wait: inside [`with_idle`],
+//! the helper between two jobs, and a caller of [`join`] waiting for the
+//! helper, do small pieces of it.
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, RwLock, TryLockError};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
@@ -20,6 +24,12 @@ const SPIN: Duration = Duration::from_micros(50);
 const YIELD: Duration = Duration::from_micros(300);
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Work for idle moments: does one small piece and returns `true`, or
+/// returns `false` when none is left.
+type Idle = &'static (dyn Fn() -> bool + Sync);
+
+type Panic = Box<dyn std::any::Any + Send + 'static>;
 
 struct Helper {
     /// The job handed over, taken by the helper.
@@ -33,6 +43,16 @@ struct Helper {
     thread: OnceLock<Thread>,
     /// Held by the one caller using the helper.
     in_use: Mutex<()>,
+    /// Work for idle moments, set by [`with_idle`] for its duration; read
+    /// locked while a piece runs.
+    idle: RwLock<Option<Idle>>,
+    /// A panic of a piece run on the helper, for [`with_idle`] to raise;
+    /// no more pieces are done after one.
+    idle_panic: Mutex<Option<Panic>>,
+    idle_broken: AtomicBool,
+    /// Counts the idle work set so far, so that the helper, once it has
+    /// found none left, waits for a job or new idle work.
+    idle_set: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -76,6 +96,10 @@ fn helper() -> Option<&'static Helper> {
             waiter: Mutex::new(None),
             thread: OnceLock::new(),
             in_use: Mutex::new(()),
+            idle: RwLock::new(None),
+            idle_panic: Mutex::new(None),
+            idle_broken: AtomicBool::new(false),
+            idle_set: AtomicU64::new(0),
         }));
         let handle = thread::Builder::new()
             .name("mnist-model-helper".into())
@@ -86,10 +110,41 @@ fn helper() -> Option<&'static Helper> {
     })
 }
 
+/// Does a piece of the idle work, if any is set and left.
+fn idle_piece(h: &Helper) -> bool {
+    if h.idle_broken.load(Ordering::Relaxed) {
+        return false;
+    }
+    match h.idle.try_read() {
+        Ok(idle) => idle.is_some_and(|piece| piece()),
+        Err(_) => false,
+    }
+}
+
+/// [`idle_piece`] on the helper thread: a panic is kept for [`with_idle`].
+fn helper_idle_piece(h: &Helper) -> bool {
+    panic::catch_unwind(|| idle_piece(h)).unwrap_or_else(|payload| {
+        h.idle_broken.store(true, Ordering::Relaxed);
+        lock(&h.idle_panic).get_or_insert(payload);
+        false
+    })
+}
+
 fn work(h: &'static Helper) {
     let mut seen = 0;
     loop {
-        wait_until(|| h.posted.load(Ordering::Acquire) > seen);
+        // Between jobs: pieces of idle work while there are some, then a
+        // wait for a job or new idle work.
+        loop {
+            let set = h.idle_set.load(Ordering::Acquire);
+            while h.posted.load(Ordering::Acquire) <= seen && helper_idle_piece(h) {}
+            wait_until(|| {
+                h.posted.load(Ordering::Acquire) > seen || h.idle_set.load(Ordering::Acquire) != set
+            });
+            if h.posted.load(Ordering::Acquire) > seen {
+                break;
+            }
+        }
         // A job the caller took back leaves its ticket without a job; the
         // next job may then be taken on that ticket. Either way `finished`
         // reaches a ticket only after the job posted with it has run.
@@ -156,9 +211,13 @@ where
     let Some(h) = helper() else {
         return (a(), b());
     };
-    let Ok(_in_use) = h.in_use.try_lock() else {
+    let _in_use = match h.in_use.try_lock() {
+        Ok(guard) => guard,
+        // A panic propagated by an earlier call poisons the lock; the
+        // helper is still fine.
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
         // Busy with another caller (or a nested call): run here.
-        return (a(), b());
+        Err(TryLockError::WouldBlock) => return (a(), b()),
     };
     let Some(worker) = h.thread.get() else {
         return (a(), b());
@@ -182,6 +241,7 @@ where
     let reclaim = Reclaim { helper: h, ticket };
     let ra = a();
     if !reclaim.take_back(true) {
+        while h.finished.load(Ordering::Acquire) < ticket && idle_piece(h) {}
         reclaim.wait();
     }
     std::mem::forget(reclaim);
@@ -192,8 +252,57 @@ where
     }
 }
 
+/// Clears the idle work on leaving [`with_idle`], even while unwinding;
+/// waits for a piece under way (it holds the read lock).
+struct ClearIdle<'h>(&'h Helper);
+
+impl Drop for ClearIdle<'_> {
+    fn drop(&mut self) {
+        *self.0.idle.write().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+/// Runs `f`, and meanwhile calls `idle` whenever a thread would wait: the
+/// helper thread between jobs, and a caller of [`join`] waiting for the
+/// helper. `idle` does one small piece of work (a few microseconds: a piece
+/// under way delays the next job or the end of a join) and returns `true`,
+/// or returns `false` when none is left. Pieces may run on either thread,
+/// even at the same time, and never after this returns. A panic in a piece
+/// is raised here after `f`. When the helper is missing, or already has
+/// idle work from another caller, `f` just runs.
+pub(crate) fn with_idle<R>(idle: &(dyn Fn() -> bool + Sync), f: impl FnOnce() -> R) -> R {
+    let Some(h) = helper() else {
+        return f();
+    };
+    {
+        let mut slot = h.idle.write().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_some() {
+            drop(slot);
+            return f();
+        }
+        // SAFETY: only the lifetime is changed. `ClearIdle` below removes
+        // the reference when this function returns or unwinds, taking the
+        // write lock, which waits for any piece under way (each runs under
+        // the read lock); so it is never used after `idle`'s borrow ends.
+        *slot = Some(unsafe { std::mem::transmute::<&(dyn Fn() -> bool + Sync), Idle>(idle) });
+        h.idle_broken.store(false, Ordering::Relaxed);
+        *lock(&h.idle_panic) = None;
+        h.idle_set.fetch_add(1, Ordering::Release);
+    }
+    if let Some(worker) = h.thread.get() {
+        worker.unpark();
+    }
+    let clear = ClearIdle(h);
+    let r = f();
+    drop(clear);
+    if let Some(payload) = lock(&h.idle_panic).take() {
+        panic::resume_unwind(payload);
+    }
+    r
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -230,11 +339,135 @@ mod tests {
         }
     }
 
+    /// The idle work is one slot for the whole process: tests of it take
+    /// turns (other tests' joins may still run beside them).
+    pub(crate) static IDLE_TESTS: Mutex<()> = Mutex::new(());
+
+    /// Pieces counted up to `limit`, and whether any ran after `closed`.
+    struct Pieces {
+        done: AtomicU64,
+        limit: u64,
+        closed: AtomicBool,
+        late: AtomicBool,
+    }
+
+    impl Pieces {
+        fn new(limit: u64) -> Self {
+            Pieces {
+                done: AtomicU64::new(0),
+                limit,
+                closed: AtomicBool::new(false),
+                late: AtomicBool::new(false),
+            }
+        }
+
+        fn piece(&self) -> bool {
+            if self.closed.load(Ordering::SeqCst) {
+                self.late.store(true, Ordering::SeqCst);
+            }
+            if self.done.load(Ordering::SeqCst) >= self.limit {
+                return false;
+            }
+            thread::sleep(Duration::from_micros(20));
+            self.done.fetch_add(1, Ordering::SeqCst) < self.limit
+        }
+    }
+
+    #[test]
+    fn idle_work_fills_waits_and_stops_on_return() {
+        if helper().is_none() {
+            return;
+        }
+        let _turn = lock(&IDLE_TESTS);
+        let pieces = Pieces::new(u64::MAX);
+        let idle = || pieces.piece();
+        let (a, b) = with_idle(&idle, || {
+            // The helper has nothing to do for a while: it takes pieces.
+            let start = Instant::now();
+            while pieces.done.load(Ordering::SeqCst) < 3
+                && start.elapsed() < Duration::from_secs(10)
+            {
+                thread::sleep(Duration::from_millis(1));
+            }
+            // This thread waits for a slow helper half: it takes pieces.
+            // (Another test's join may have the helper: then both halves
+            // run here, so try a few times.)
+            let mut here = false;
+            let mut r = (0, (false, 0));
+            for _ in 0..50 {
+                let before = pieces.done.load(Ordering::SeqCst);
+                let me = thread::current().id();
+                r = join(
+                    || {
+                        // Long enough for the helper to take the other half.
+                        thread::sleep(Duration::from_millis(1));
+                        1
+                    },
+                    || {
+                        thread::sleep(Duration::from_millis(20));
+                        (thread::current().id() != me, 2)
+                    },
+                );
+                // Pieces done while the helper slept in its half can only
+                // have been done here.
+                if r.1 .0 && pieces.done.load(Ordering::SeqCst) > before + 1 {
+                    here = true;
+                    break;
+                }
+            }
+            assert!(here, "no pieces while waiting for the helper");
+            (r.0, r.1 .1)
+        });
+        pieces.closed.store(true, Ordering::SeqCst);
+        assert_eq!((a, b), (1, 2));
+        assert!(pieces.done.load(Ordering::SeqCst) >= 3);
+        thread::sleep(Duration::from_millis(5));
+        assert_eq!(join(|| 3, || 4), (3, 4));
+        assert!(
+            !pieces.late.load(Ordering::SeqCst),
+            "a piece ran after the return"
+        );
+    }
+
+    #[test]
+    fn a_panic_in_idle_work_is_raised_after_the_work() {
+        if helper().is_none() {
+            return;
+        }
+        let _turn = lock(&IDLE_TESTS);
+        let ran = AtomicBool::new(false);
+        let idle = || -> bool { panic!("piece") };
+        let r = panic::catch_unwind(AssertUnwindSafe(|| {
+            with_idle(&idle, || {
+                // Give the helper time to take a piece.
+                thread::sleep(Duration::from_millis(20));
+                ran.store(true, Ordering::SeqCst);
+            })
+        }));
+        assert!(ran.load(Ordering::SeqCst));
+        assert!(r.is_err());
+        // Idle work works again afterwards; a nested call just runs.
+        let pieces = Pieces::new(2);
+        let idle = || pieces.piece();
+        let v = with_idle(&idle, || with_idle(&|| false, || 7));
+        assert_eq!(v, 7);
+    }
+
     #[test]
     fn a_panic_on_the_helper_reaches_the_caller() {
         let r = panic::catch_unwind(|| join(|| 1, || -> i32 { panic!("boom") }));
         assert!(r.is_err());
-        // The helper is still usable afterwards.
-        assert_eq!(join(|| 1, || 2), (1, 2));
+        // The helper is still used afterwards.
+        if helper().is_some() {
+            let me = thread::current().id();
+            let elsewhere = (0..1000).any(|_| {
+                let (_, other) = join(
+                    || thread::sleep(Duration::from_millis(1)),
+                    || thread::current().id(),
+                );
+                other != me
+            });
+            assert!(elsewhere, "the helper never took a half again");
+        }
     }
 }
