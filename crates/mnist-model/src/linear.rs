@@ -169,6 +169,8 @@ impl LinearModel {
         self.activation
     }
 
+    /// The weights in the kernels' packed layout (for tests of the kernels).
+    #[cfg(test)]
     pub(crate) fn packed(&self) -> &[f32] {
         &self.packed
     }

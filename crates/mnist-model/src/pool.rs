@@ -14,7 +14,7 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, RwLock, TryLockError};
-use std::thread::{self, Thread};
+use std::thread::{self, Thread, ThreadId};
 use std::time::{Duration, Instant};
 
 /// How long a waiting thread spins before it yields its core to others,
@@ -43,9 +43,10 @@ struct Helper {
     thread: OnceLock<Thread>,
     /// Held by the one caller using the helper.
     in_use: Mutex<()>,
-    /// Work for idle moments, set by [`with_idle`] for its duration; read
-    /// locked while a piece runs.
-    idle: RwLock<Option<Idle>>,
+    /// Work for idle moments, set by [`with_idle`] for its duration, and
+    /// the thread that set it (the only one besides the helper to do
+    /// pieces); read locked while a piece runs.
+    idle: RwLock<Option<(Idle, ThreadId)>>,
     /// A panic of a piece run on the helper, for [`with_idle`] to raise;
     /// no more pieces are done after one.
     idle_panic: Mutex<Option<Panic>>,
@@ -110,20 +111,29 @@ fn helper() -> Option<&'static Helper> {
     })
 }
 
-/// Does a piece of the idle work, if any is set and left.
-fn idle_piece(h: &Helper) -> bool {
+thread_local! {
+    static THIS_THREAD: ThreadId = thread::current().id();
+}
+
+/// Does a piece of the idle work, if any is set and left, and this is the
+/// helper thread (`on_helper`) or the thread that set it. On the helper, a
+/// panic of the piece is kept for [`with_idle`] (before the read lock is
+/// released, so that `with_idle` finds it) and stops further pieces.
+fn idle_piece(h: &Helper, on_helper: bool) -> bool {
     if h.idle_broken.load(Ordering::Relaxed) {
         return false;
     }
-    match h.idle.try_read() {
-        Ok(idle) => idle.is_some_and(|piece| piece()),
-        Err(_) => false,
+    let Ok(idle) = h.idle.try_read() else {
+        return false;
+    };
+    let Some((piece, owner)) = *idle else {
+        return false;
+    };
+    if !on_helper {
+        return THIS_THREAD.with(|id| *id == owner) && piece();
     }
-}
-
-/// [`idle_piece`] on the helper thread: a panic is kept for [`with_idle`].
-fn helper_idle_piece(h: &Helper) -> bool {
-    panic::catch_unwind(|| idle_piece(h)).unwrap_or_else(|payload| {
+    // Unwind safe: after a panic the work is never called again.
+    panic::catch_unwind(AssertUnwindSafe(piece)).unwrap_or_else(|payload| {
         h.idle_broken.store(true, Ordering::Relaxed);
         lock(&h.idle_panic).get_or_insert(payload);
         false
@@ -137,7 +147,7 @@ fn work(h: &'static Helper) {
         // wait for a job or new idle work.
         loop {
             let set = h.idle_set.load(Ordering::Acquire);
-            while h.posted.load(Ordering::Acquire) <= seen && helper_idle_piece(h) {}
+            while h.posted.load(Ordering::Acquire) <= seen && idle_piece(h, true) {}
             wait_until(|| {
                 h.posted.load(Ordering::Acquire) > seen || h.idle_set.load(Ordering::Acquire) != set
             });
@@ -241,7 +251,7 @@ where
     let reclaim = Reclaim { helper: h, ticket };
     let ra = a();
     if !reclaim.take_back(true) {
-        while h.finished.load(Ordering::Acquire) < ticket && idle_piece(h) {}
+        while h.finished.load(Ordering::Acquire) < ticket && idle_piece(h, false) {}
         reclaim.wait();
     }
     std::mem::forget(reclaim);
@@ -249,6 +259,24 @@ where
         Some(Ok(v)) => (ra, v),
         Some(Err(payload)) => panic::resume_unwind(payload),
         None => unreachable!("the job ran before it was finished or taken back"),
+    }
+}
+
+/// Waits until `done()` holds, meanwhile doing pieces of the idle work (see
+/// [`with_idle`]) while there are some, then spinning, and yielding the
+/// core after a while. For short waits of one thread of a [`join`] for the
+/// other: it never sleeps, since nothing would wake it.
+pub(crate) fn wait_doing_idle_work(done: impl Fn() -> bool) {
+    if let Some(h) = helper() {
+        while !done() && idle_piece(h, false) {}
+    }
+    let start = Instant::now();
+    while !done() {
+        if start.elapsed() < SPIN {
+            std::hint::spin_loop();
+        } else {
+            thread::yield_now();
+        }
     }
 }
 
@@ -263,8 +291,8 @@ impl Drop for ClearIdle<'_> {
 }
 
 /// Runs `f`, and meanwhile calls `idle` whenever a thread would wait: the
-/// helper thread between jobs, and a caller of [`join`] waiting for the
-/// helper. `idle` does one small piece of work (a few microseconds: a piece
+/// helper thread between jobs, and this thread waiting for the helper in
+/// [`join`] or [`wait_doing_idle_work`]. `idle` does one small piece of work (a few microseconds: a piece
 /// under way delays the next job or the end of a join) and returns `true`,
 /// or returns `false` when none is left. Pieces may run on either thread,
 /// even at the same time, and never after this returns. A panic in a piece
@@ -284,7 +312,8 @@ pub(crate) fn with_idle<R>(idle: &(dyn Fn() -> bool + Sync), f: impl FnOnce() ->
         // the reference when this function returns or unwinds, taking the
         // write lock, which waits for any piece under way (each runs under
         // the read lock); so it is never used after `idle`'s borrow ends.
-        *slot = Some(unsafe { std::mem::transmute::<&(dyn Fn() -> bool + Sync), Idle>(idle) });
+        let idle = unsafe { std::mem::transmute::<&(dyn Fn() -> bool + Sync), Idle>(idle) };
+        *slot = Some((idle, thread::current().id()));
         h.idle_broken.store(false, Ordering::Relaxed);
         *lock(&h.idle_panic) = None;
         h.idle_set.fetch_add(1, Ordering::Release);
@@ -435,17 +464,24 @@ pub(crate) mod tests {
             return;
         }
         let _turn = lock(&IDLE_TESTS);
-        let ran = AtomicBool::new(false);
-        let idle = || -> bool { panic!("piece") };
+        let (ran, tried) = (AtomicBool::new(false), AtomicBool::new(false));
+        let idle = || -> bool {
+            tried.store(true, Ordering::SeqCst);
+            panic!("piece")
+        };
         let r = panic::catch_unwind(AssertUnwindSafe(|| {
             with_idle(&idle, || {
-                // Give the helper time to take a piece.
-                thread::sleep(Duration::from_millis(20));
+                // Until the helper has taken a piece (between other tests'
+                // jobs).
+                let start = Instant::now();
+                while !tried.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) {
+                    thread::sleep(Duration::from_millis(1));
+                }
                 ran.store(true, Ordering::SeqCst);
             })
         }));
-        assert!(ran.load(Ordering::SeqCst));
-        assert!(r.is_err());
+        assert!(ran.load(Ordering::SeqCst), "the work itself ran");
+        assert!(r.is_err(), "the piece's panic was raised");
         // Idle work works again afterwards; a nested call just runs.
         let pieces = Pieces::new(2);
         let idle = || pieces.piece();

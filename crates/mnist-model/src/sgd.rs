@@ -2,6 +2,8 @@
 
 use ndarray::{Array2, ArrayView2};
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+
 use crate::error::{Error, Result};
 use crate::kernel;
 use crate::linear::{contiguous, LinearModel};
@@ -165,7 +167,9 @@ impl Sgd {
                 reason: "must be finite and non-negative",
             });
         }
-        let loss_sum = accumulate(model, y_onehot, features, scratch)?;
+        let scale = lr / self.nominal_batch as f32;
+        let (loss_sum, weights_finite) =
+            two_sides(model, y_onehot, features, scratch, Some(scale))?;
         let loss = loss_sum / y_onehot.nrows() as f64;
         if !loss.is_finite() {
             return Err(Error::Diverged {
@@ -173,9 +177,6 @@ impl Sgd {
                 weights_finite: true,
             });
         }
-        let scale = lr / self.nominal_batch as f32;
-        let [g0, g1] = &scratch.grads;
-        let weights_finite = update(model.packed_mut(), g0, g1, scale);
         if !weights_finite {
             return Err(Error::Diverged {
                 loss,
@@ -242,17 +243,13 @@ pub(crate) fn with_rows<T>(
     Ok(f(&copy))
 }
 
-/// Checks shapes, then fills `scratch.grads` with the two parts of
-/// `X^T (p - y)` (packed) and returns the summed loss.
-fn accumulate<F>(
+/// Checks the targets against the model and sizes the scratch buffers;
+/// returns the number of rows.
+fn prepare(
     model: &LinearModel,
-    y: ArrayView2<'_, f32>,
-    fill: &F,
+    y: &ArrayView2<'_, f32>,
     scratch: &mut StepScratch,
-) -> Result<f64>
-where
-    F: RowSource + ?Sized,
-{
+) -> Result<usize> {
     let (features, classes) = (model.features(), model.classes());
     if y.ncols() != classes {
         return Err(Error::DimensionMismatch {
@@ -265,8 +262,6 @@ where
     if rows == 0 {
         return Err(Error::ZeroSize { what: "batch rows" });
     }
-    let y = y.as_standard_layout();
-    let ys = contiguous(&y, "target layout")?;
     let len = kernel::packed_len(features, classes);
     let stride = kernel::stride(features);
     for k in 0..PARTS {
@@ -275,34 +270,206 @@ where
         scratch.xs[k].resize(kernel::BLOCK * stride, 0.0);
         scratch.ps[k].resize(kernel::BLOCK * classes, 0.0);
     }
-    let mid = rows / 2;
-    let packed = model.packed();
+    Ok(rows)
+}
+
+/// A buffer of `f32` shared by the two sides of a step, each of which reads
+/// or writes it only in the phases the step's protocol allows (see
+/// [`two_sides`]): the borrow checker cannot see those phases, so the
+/// accessors are `unsafe`.
+struct Shared<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _buffer: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: a `Shared` is a `&mut [f32]` whose accesses the step protocol
+// keeps apart: `f32` is `Send` and `Sync`, and no two threads ever access
+// the same element at the same time unless both only read it.
+unsafe impl Send for Shared<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for Shared<'_> {}
+
+impl<'a> Shared<'a> {
+    fn new(buffer: &'a mut [f32]) -> Self {
+        Shared {
+            ptr: buffer.as_mut_ptr(),
+            len: buffer.len(),
+            _buffer: std::marker::PhantomData,
+        }
+    }
+
+    /// The whole buffer, to read.
+    ///
+    /// # Safety
+    /// Nothing may write to the buffer while the reference is alive.
+    unsafe fn read(&self) -> &[f32] {
+        // SAFETY: the pointer and length come from a live `&mut [f32]`;
+        // the caller guarantees no concurrent writes.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// Elements `range`, to read.
+    ///
+    /// # Safety
+    /// Nothing may write to them while the reference is alive.
+    unsafe fn read_range(&self, range: std::ops::Range<usize>) -> &[f32] {
+        let range = self.check(range);
+        // SAFETY: as in `read`, for a sub-range checked just above.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(range.start), range.len()) }
+    }
+
+    /// Elements `range`, to write.
+    ///
+    /// # Safety
+    /// Nothing else may read or write them while the reference is alive.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn write(&self, range: std::ops::Range<usize>) -> &mut [f32] {
+        let range = self.check(range);
+        // SAFETY: as in `read`, for a sub-range checked just above; the
+        // caller guarantees exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
+    }
+
+    /// `range`, if it lies within the buffer.
+    ///
+    /// # Panics
+    /// When it does not, as slicing would.
+    fn check(&self, range: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        assert!(
+            range.start <= range.end && range.end <= self.len,
+            "range {range:?} out of a buffer of {}",
+            self.len
+        );
+        range
+    }
+}
+
+/// Where a side of a step is: not started, products done, or stopped by a
+/// panic.
+const NOT_STARTED: u8 = 0;
+const WORKING: u8 = 1;
+const DONE: u8 = 2;
+const FAILED: u8 = 3;
+
+/// Marks a side `FAILED` if it unwinds before it is `DONE`, so that the
+/// other side never waits for it forever.
+struct SideGuard<'a>(&'a AtomicU8);
+
+impl Drop for SideGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.load(Ordering::Acquire) != DONE {
+            self.0.store(FAILED, Ordering::Release);
+        }
+    }
+}
+
+/// A training step's work on two threads: the two fixed parts of the batch
+/// (forward pass, loss and gradient, each into its own gradient buffer) and
+/// then, with `scale`, the update `w -= scale * (g0 + g1)` in two halves
+/// of the weights, each thread updating one as soon as both parts are done
+/// (a half is left to this thread after the join if its side could not
+/// wait: a side run on this thread after the other). The update is skipped
+/// if the loss is not finite. Returns the summed loss and whether every
+/// updated weight is finite.
+///
+/// The protocol that keeps the shared buffers apart: during the products,
+/// both sides read all weights, and each writes only its own gradient;
+/// a side updates its half of the weights only once both sides are done
+/// with the products (`DONE`), reading both gradients in that half only;
+/// after the join, nothing else runs.
+fn two_sides<F>(
+    model: &mut LinearModel,
+    y: ArrayView2<'_, f32>,
+    fill: &F,
+    scratch: &mut StepScratch,
+    scale: Option<f32>,
+) -> Result<(f64, bool)>
+where
+    F: RowSource + ?Sized,
+{
+    let rows = prepare(model, &y, scratch)?;
+    let y = y.as_standard_layout();
+    let ys = contiguous(&y, "target layout")?;
+    let (features, classes) = (model.features(), model.classes());
+    let len = kernel::packed_len(features, classes);
+    // The halves of the update: whole chunks of all classes.
+    let cut = kernel::chunks(features) / 2 * classes * kernel::LANES;
+    let halves = [0..cut, cut..len];
+    let w = Shared::new(model.packed_mut());
     let [g0, g1] = &mut scratch.grads;
+    let grads = [Shared::new(g0), Shared::new(g1)];
+    let state = [AtomicU8::new(NOT_STARTED), AtomicU8::new(NOT_STARTED)];
+    let losses = [AtomicU64::new(0), AtomicU64::new(0)];
+    let updated = [AtomicBool::new(false), AtomicBool::new(false)];
+    let finite = [AtomicBool::new(true), AtomicBool::new(true)];
+    let loss = || {
+        f64::from_bits(losses[0].load(Ordering::Acquire))
+            + f64::from_bits(losses[1].load(Ordering::Acquire))
+    };
+    // Half `h` of the update, once: only after both sides are `DONE`.
+    let update_half = |h: usize| {
+        let Some(scale) = scale else { return };
+        if updated[h].swap(true, Ordering::AcqRel) || !loss().is_finite() {
+            return;
+        }
+        let r = halves[h].clone();
+        // SAFETY: both sides are done with the products, so nothing reads
+        // the weights or writes the gradients any more; each half is
+        // updated once (`updated`), by one thread.
+        let (wh, a, b) = unsafe {
+            (
+                w.write(r.clone()),
+                grads[0].read_range(r.clone()),
+                grads[1].read_range(r),
+            )
+        };
+        finite[h].store(update(wh, a, b, scale), Ordering::Relaxed);
+    };
+    let mid = rows / 2;
     let [x0, x1] = &mut scratch.xs;
     let [p0, p1] = &mut scratch.ps;
-    let part = |lo: usize, hi: usize, grad: &mut [f32], x: &mut [f32], p: &mut [f32]| {
-        run_part(
-            Part {
-                packed,
-                features,
-                classes,
-                ys,
-                rows,
-                fill,
-                kernel: kernel::run,
-            },
-            lo..hi,
-            grad,
-            x,
-            p,
-        )
+    let side = |k: usize, x: &mut [f32], p: &mut [f32]| {
+        state[k].store(WORKING, Ordering::Release);
+        let guard = SideGuard(&state[k]);
+        let range = if k == 0 { 0..mid } else { mid..rows };
+        // SAFETY: during the products nothing writes the weights (updates
+        // wait for both sides to be `DONE`), and gradient `k` is written by
+        // this side only.
+        let (packed, grad) = unsafe { (w.read(), grads[k].write(0..len)) };
+        let part = Part {
+            packed,
+            features,
+            classes,
+            ys,
+            rows,
+            fill,
+            kernel: kernel::run,
+        };
+        losses[k].store(
+            run_part(part, range, grad, x, p).to_bits(),
+            Ordering::Release,
+        );
+        state[k].store(DONE, Ordering::Release);
+        drop(guard);
+        // Update this side's half as soon as the other side is done too,
+        // unless the other side has not started (it may then be run after
+        // this one, on this thread: the half is left for after the join).
+        let other = &state[1 - k];
+        pool::wait_doing_idle_work(|| other.load(Ordering::Acquire) != WORKING);
+        if other.load(Ordering::Acquire) == DONE {
+            update_half(k);
+        }
     };
-    let (l0, l1) = if rows >= MIN_ROWS_FOR_THREADS {
-        pool::join(|| part(0, mid, g0, x0, p0), || part(mid, rows, g1, x1, p1))
+    if rows >= MIN_ROWS_FOR_THREADS {
+        pool::join(|| side(0, x0, p0), || side(1, x1, p1));
     } else {
-        (part(0, mid, g0, x0, p0), part(mid, rows, g1, x1, p1))
-    };
-    Ok(l0 + l1)
+        side(0, x0, p0);
+        side(1, x1, p1);
+    }
+    update_half(0);
+    update_half(1);
+    Ok((loss(), finite.iter().all(|f| f.load(Ordering::Relaxed))))
 }
 
 /// What every part of a batch shares.
@@ -397,7 +564,11 @@ pub fn gradient(
     scratch: &mut StepScratch,
 ) -> Result<Array2<f32>> {
     check_rows(model, &x, &y_onehot)?;
-    with_rows(x, |fill| accumulate(model, y_onehot, fill, scratch))??;
+    // The products only: on a copy of the model, which is never updated.
+    let mut copy = model.clone();
+    with_rows(x, |fill| {
+        two_sides(&mut copy, y_onehot, fill, scratch, None)
+    })??;
     let classes = model.classes();
     let [g0, g1] = &scratch.grads;
     Ok(Array2::from_shape_fn(
@@ -856,6 +1027,37 @@ mod tests {
         for ((f, c), &v) in threaded.indexed_iter() {
             let i = kernel::packed_index(f, c, 10);
             assert_eq!(v.to_bits(), (g0[i] + g1[i]).to_bits());
+        }
+    }
+
+    #[test]
+    fn the_update_in_two_halves_is_the_whole_update_bit_for_bit() {
+        let _turn = pool::tests::IDLE_TESTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut rng = ChaCha8Rng::seed_from_u64(19);
+        // Below and above the size at which the halves go to two threads,
+        // and odd numbers of features (a half of the chunks is rounded).
+        for (rows, f) in [(60, 785), (512, 785), (300, 37), (129, 17)] {
+            let w = random(f, 10, 0.1, &mut rng);
+            let x = random(rows, f, 0.5, &mut rng);
+            let y = one_hot(&random_labels(rows, 10, &mut rng), 10);
+            let mut m = LinearModel::from_weights(w.view()).expect("ok");
+            let mut s = StepScratch::new();
+            let g = gradient(&m, x.view(), y.view(), &mut s).expect("ok");
+            let sgd = Sgd::default();
+            let scale = 0.3f32 / 512.0;
+            // Background work makes either thread wait differently.
+            let busy = AtomicU64::new(0);
+            let idle = || busy.fetch_add(1, Ordering::Relaxed) < 1000;
+            pool::with_idle(&idle, || {
+                sgd.step(&mut m, x.view(), y.view(), 0.3, &mut s)
+                    .expect("ok");
+            });
+            for ((fi, c), &v) in m.weights().indexed_iter() {
+                let want = w[[fi, c]] - scale * g[[fi, c]];
+                assert_eq!(v.to_bits(), want.to_bits(), "rows {rows}, ({fi}, {c})");
+            }
         }
     }
 
