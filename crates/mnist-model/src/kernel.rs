@@ -185,7 +185,8 @@ fn class_groups<M: Arith, const R: usize, const G: usize>(
 }
 
 /// `grad[chunks i..i+S, classes cg..cg+G] += sum_r g[r][c] * x[r][chunk]`,
-/// rows in order.
+/// rows in order; `=` instead of `+=` if `fresh` (the same bits as adding
+/// to zeros).
 #[inline(always)]
 fn gradient_strip<M: Arith, const S: usize, const G: usize>(
     b: &Block<'_>,
@@ -193,13 +194,16 @@ fn gradient_strip<M: Arith, const S: usize, const G: usize>(
     cg: usize,
     i: usize,
     grad: &mut [f32],
+    fresh: bool,
 ) {
     let (stride, classes) = (b.chunks * LANES, b.classes);
     let mut acc = [[[0.0f32; LANES]; G]; S];
-    for s in 0..S {
-        for c in 0..G {
-            let at = ((i + s) * classes + cg + c) * LANES;
-            acc[s][c].copy_from_slice(&grad[at..at + LANES]);
+    if !fresh {
+        for s in 0..S {
+            for c in 0..G {
+                let at = ((i + s) * classes + cg + c) * LANES;
+                acc[s][c].copy_from_slice(&grad[at..at + LANES]);
+            }
         }
     }
     let o = i * LANES;
@@ -226,25 +230,31 @@ fn gradient_strip<M: Arith, const S: usize, const G: usize>(
     }
 }
 
-/// Adds `X^T g` for the rows of a block into the packed `grad`.
+/// Adds `X^T g` for the rows of a block into the packed `grad` (writes it,
+/// if `fresh`).
 #[inline(always)]
-fn gradient<M: Arith, const S: usize, const G: usize>(b: &Block<'_>, g: &[f32], grad: &mut [f32]) {
+fn gradient<M: Arith, const S: usize, const G: usize>(
+    b: &Block<'_>,
+    g: &[f32],
+    grad: &mut [f32],
+    fresh: bool,
+) {
     let mut cg = 0;
     while cg + G <= b.classes {
         let mut i = 0;
         while i + S <= b.chunks {
-            gradient_strip::<M, S, G>(b, g, cg, i, grad);
+            gradient_strip::<M, S, G>(b, g, cg, i, grad, fresh);
             i += S;
         }
         while i < b.chunks {
-            gradient_strip::<M, 1, G>(b, g, cg, i, grad);
+            gradient_strip::<M, 1, G>(b, g, cg, i, grad, fresh);
             i += 1;
         }
         cg += G;
     }
     while cg < b.classes {
         for i in 0..b.chunks {
-            gradient_strip::<M, 1, 1>(b, g, cg, i, grad);
+            gradient_strip::<M, 1, 1>(b, g, cg, i, grad, fresh);
         }
         cg += 1;
     }
@@ -294,14 +304,16 @@ pub(crate) enum Op<'a> {
     },
     /// One block of a training step: adds the block's clipped cross-entropy
     /// (summed by a `LossSum`) to `loss`, and `X^T (p - y)` into the
-    /// packed `grad`; `p` is scratch of `rows x classes`. `done` follows
-    /// the forward pass.
+    /// packed `grad` (or writes it there, if `fresh`: for the first block,
+    /// the same bits as adding it to zeros); `p` is scratch of `rows x
+    /// classes`. `done` follows the forward pass.
     Step {
         block: Block<'a>,
         done: Done<'a>,
         y: &'a [f32],
         p: &'a mut [f32],
         grad: &'a mut [f32],
+        fresh: bool,
         loss: &'a mut f64,
     },
 }
@@ -310,8 +322,9 @@ pub(crate) enum Op<'a> {
 trait Products {
     /// Logits of the rows of a block into `out` (`rows x classes`).
     fn logits(b: &Block<'_>, out: &mut [f32], done: Done<'_>);
-    /// Adds `X^T g` for the rows of a block into the packed `grad`.
-    fn gradient(b: &Block<'_>, g: &[f32], grad: &mut [f32]);
+    /// Adds `X^T g` for the rows of a block into the packed `grad` (writes
+    /// it, if `fresh`).
+    fn gradient(b: &Block<'_>, g: &[f32], grad: &mut [f32], fresh: bool);
 }
 
 /// The products written with arrays of lanes, left to the compiler's
@@ -330,8 +343,8 @@ impl<M: Arith, const R: usize, const G: usize, const S: usize, const GG: usize> 
     }
 
     #[inline(always)]
-    fn gradient(b: &Block<'_>, g: &[f32], grad: &mut [f32]) {
-        gradient::<M, S, GG>(b, g, grad);
+    fn gradient(b: &Block<'_>, g: &[f32], grad: &mut [f32], fresh: bool) {
+        gradient::<M, S, GG>(b, g, grad, fresh);
     }
 }
 
@@ -351,13 +364,14 @@ fn execute<P: Products>(op: Op<'_>) {
             y,
             p,
             grad,
+            fresh,
             loss,
         } => {
             let n = block.rows * block.classes;
             let p = &mut p[..n];
             P::logits(&block, p, done);
             residuals(p, &y[..n], loss);
-            P::gradient(&block, p, grad);
+            P::gradient(&block, p, grad, fresh);
         }
     }
 }
@@ -391,13 +405,14 @@ fn execute_avx512(op: Op<'_>) {
             y,
             p,
             grad,
+            fresh,
             loss,
         } => {
             let n = block.rows * block.classes;
             let p = &mut p[..n];
             avx512::logits(&block, p, done);
             residuals(p, &y[..n], loss);
-            avx512::gradient(&block, p, grad);
+            avx512::gradient(&block, p, grad, fresh);
         }
     }
 }
@@ -653,7 +668,7 @@ mod avx512 {
     }
 
     /// `grad[chunks i..i+SS, classes cg..cg+GC] += sum_r g[r][c] x[r][chunk]`,
-    /// rows in order.
+    /// rows in order; `=` if `fresh`.
     #[inline]
     #[target_feature(enable = "avx512f,fma")]
     fn gradient_strip<const SS: usize, const GC: usize>(
@@ -662,12 +677,15 @@ mod avx512 {
         cg: usize,
         i: usize,
         grad: &mut [f32],
+        fresh: bool,
     ) {
         let (stride, classes) = (b.chunks * LANES, b.classes);
         let mut acc = [[_mm512_setzero_ps(); GC]; SS];
-        for s in 0..SS {
-            for c in 0..GC {
-                acc[s][c] = load(&grad[((i + s) * classes + cg + c) * LANES..]);
+        if !fresh {
+            for s in 0..SS {
+                for c in 0..GC {
+                    acc[s][c] = load(&grad[((i + s) * classes + cg + c) * LANES..]);
+                }
             }
         }
         for r in 0..b.rows {
@@ -693,28 +711,35 @@ mod avx512 {
 
     #[inline]
     #[target_feature(enable = "avx512f,fma")]
-    fn gradient_classes<const GC: usize>(b: &Block<'_>, g: &[f32], cg: usize, grad: &mut [f32]) {
+    fn gradient_classes<const GC: usize>(
+        b: &Block<'_>,
+        g: &[f32],
+        cg: usize,
+        grad: &mut [f32],
+        fresh: bool,
+    ) {
         let mut i = 0;
         while i + S <= b.chunks {
-            gradient_strip::<S, GC>(b, g, cg, i, grad);
+            gradient_strip::<S, GC>(b, g, cg, i, grad, fresh);
             i += S;
         }
         while i < b.chunks {
-            gradient_strip::<1, GC>(b, g, cg, i, grad);
+            gradient_strip::<1, GC>(b, g, cg, i, grad, fresh);
             i += 1;
         }
     }
 
-    /// Adds `X^T g` for the rows of a block into the packed `grad`.
+    /// Adds `X^T g` for the rows of a block into the packed `grad` (writes
+    /// it, if `fresh`).
     #[target_feature(enable = "avx512f,fma")]
-    pub(super) fn gradient(b: &Block<'_>, g: &[f32], grad: &mut [f32]) {
+    pub(super) fn gradient(b: &Block<'_>, g: &[f32], grad: &mut [f32], fresh: bool) {
         let mut cg = 0;
         while cg + GG <= b.classes {
-            gradient_classes::<GG>(b, g, cg, grad);
+            gradient_classes::<GG>(b, g, cg, grad, fresh);
             cg += GG;
         }
         while cg < b.classes {
-            gradient_classes::<1>(b, g, cg, grad);
+            gradient_classes::<1>(b, g, cg, grad, fresh);
             cg += 1;
         }
     }

@@ -271,8 +271,11 @@ pub(crate) fn wait_doing_idle_work(done: impl Fn() -> bool) {
         while !done() && idle_piece(h, false) {}
     }
     let start = Instant::now();
+    let mut spins = 0u32;
     while !done() {
-        if start.elapsed() < SPIN {
+        spins = spins.wrapping_add(1);
+        // The clock is read every 64 turns only.
+        if !spins.is_multiple_of(64) || start.elapsed() < SPIN {
             std::hint::spin_loop();
         } else {
             thread::yield_now();

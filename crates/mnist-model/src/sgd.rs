@@ -265,7 +265,7 @@ fn prepare(
     let len = kernel::packed_len(features, classes);
     let stride = kernel::stride(features);
     for k in 0..PARTS {
-        // Zeroed by the part itself, on the thread that fills it.
+        // Written by the part itself, on the thread that fills it.
         scratch.grads[k].resize(len, 0.0);
         scratch.xs[k].resize(kernel::BLOCK * stride, 0.0);
         scratch.ps[k].resize(kernel::BLOCK * classes, 0.0);
@@ -510,7 +510,9 @@ where
         kernel: run,
     } = part;
     let stride = kernel::stride(features);
-    grad.fill(0.0);
+    if range.is_empty() {
+        grad.fill(0.0);
+    }
     let mut loss = 0.0f64;
     let mut r = range.start;
     while r < range.end {
@@ -539,6 +541,8 @@ where
             y: &ys[r * classes..(r + n) * classes],
             p,
             grad,
+            // The first block writes the gradient: no zeroing pass.
+            fresh: r == range.start,
             loss: &mut loss,
         });
         r += n;
@@ -626,6 +630,9 @@ mod tests {
             (512, 785, 10),
             (96, 785, 10),
             (65, 40, 13),
+            // One row after others: the empty first part must give zeros,
+            // whatever its buffer held.
+            (1, 40, 13),
         ];
         let mut scratch = StepScratch::new();
         for (rows, f, c) in shapes {
