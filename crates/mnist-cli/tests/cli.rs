@@ -482,6 +482,55 @@ fn ctrl_c_stops_at_once_and_says_how_to_resume() {
     assert!(err.contains(&format!("{done} epochs are saved")), "{err}");
 }
 
+/// Ctrl-C without checkpoints, while an epoch's evaluation is still being
+/// done beside the next epoch: every finished epoch's line is printed, in
+/// order, before the one-line error.
+#[test]
+fn ctrl_c_prints_every_finished_epoch_first() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 400, 50).unwrap();
+    let mut args = vec!["train", "--data-dir", data.to_str().unwrap()];
+    args.extend_from_slice(LONG);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mnist"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    let mut signalled = false;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if !signalled && line.starts_with("Epoch   2") {
+            let status = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            signalled = true;
+        }
+        lines.push(line);
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let during: usize = err
+        .strip_prefix("error: interrupted during epoch ")
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    let epochs: Vec<usize> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("Epoch "))
+        .map(|rest| rest.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(epochs, (0..during).collect::<Vec<_>>(), "{lines:#?}");
+}
+
 #[test]
 fn resume_rejects_a_missing_or_damaged_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
