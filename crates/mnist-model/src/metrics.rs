@@ -434,6 +434,13 @@ where
             let loss = bce_row_label(row, label);
             self.row_loss[start + i].store(loss.to_bits(), Ordering::Relaxed);
         }
+        // The images of the next two pieces not yet taken, fetched into
+        // cache until a thread takes them (pieces are done here and there
+        // between other work, so nothing else asks for them in time).
+        let next = self.next.load(Ordering::Relaxed);
+        if next < rows {
+            self.features.prefetch(next, (2 * EVAL_PIECE).min(rows - next));
+        }
         true
     }
 }
