@@ -439,7 +439,8 @@ where
         // between other work, so nothing else asks for them in time).
         let next = self.next.load(Ordering::Relaxed);
         if next < rows {
-            self.features.prefetch(next, (2 * EVAL_PIECE).min(rows - next));
+            self.features
+                .prefetch(next, (2 * EVAL_PIECE).min(rows - next));
         }
         true
     }

@@ -267,6 +267,9 @@ where
 /// core after a while. For short waits of one thread of a [`join`] for the
 /// other: it never sleeps, since nothing would wake it.
 pub(crate) fn wait_doing_idle_work(done: impl Fn() -> bool) {
+    if done() {
+        return;
+    }
     if let Some(h) = helper() {
         while !done() && idle_piece(h, false) {}
     }
@@ -295,12 +298,13 @@ impl Drop for ClearIdle<'_> {
 
 /// Runs `f`, and meanwhile calls `idle` whenever a thread would wait: the
 /// helper thread between jobs, and this thread waiting for the helper in
-/// [`join`] or [`wait_doing_idle_work`]. `idle` does one small piece of work (a few microseconds: a piece
-/// under way delays the next job or the end of a join) and returns `true`,
-/// or returns `false` when none is left. Pieces may run on either thread,
-/// even at the same time, and never after this returns. A panic in a piece
-/// is raised here after `f`. When the helper is missing, or already has
-/// idle work from another caller, `f` just runs.
+/// [`join`] or [`wait_doing_idle_work`]. `idle` does one small piece of
+/// work (a few microseconds: a piece under way delays the next job or the
+/// end of a join) and returns `true`, or returns `false` when none is left.
+/// Pieces may run on either thread, even at the same time, and never after
+/// this returns. A panic in a piece is raised here after `f`. When the
+/// helper is missing, or already has idle work from another caller, `f`
+/// just runs.
 pub(crate) fn with_idle<R>(idle: &(dyn Fn() -> bool + Sync), f: impl FnOnce() -> R) -> R {
     let Some(h) = helper() else {
         return f();
