@@ -292,12 +292,13 @@ where
 }
 
 /// An evaluation as [`evaluate_rows`] of the model as it was when this was
-/// made, done in pieces of a few rows by whoever has time: it is
-/// [`Background`] work, so that (with [`with_background`](crate::with_background))
+/// made, done in pieces of a few rows by whoever has time. It is
+/// [`Background`] work: with [`with_background`](crate::with_background),
 /// the evaluation after one epoch fills the moments the threads of the next
-/// epoch's steps would wait, and [`finish`](Self::finish) does what is left. Each row's prediction and loss are the same whoever
-/// computes them and whenever, and the losses are summed in row order at
-/// the end, so the result is that of [`evaluate_rows`], bit for bit.
+/// epoch's steps would wait, and [`finish`](Self::finish) does what is
+/// left. Each row's prediction and loss are the same whoever computes them
+/// and whenever, and the losses are summed in row order at the end, so the
+/// result is that of [`evaluate_rows`], bit for bit.
 ///
 /// # Examples
 ///
