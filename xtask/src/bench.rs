@@ -50,6 +50,9 @@ pub struct Options {
     pub gz_dir: Option<PathBuf>,
     /// Write the results here as JSON.
     pub json: Option<PathBuf>,
+    /// Another build's `mnist` binary, run like ours and interleaved with
+    /// it, to compare two builds in the same phases of the machine.
+    pub baseline: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -64,6 +67,7 @@ impl Default for Options {
                 &workspace_root(),
             ),
             json: None,
+            baseline: None,
         }
     }
 }
@@ -112,6 +116,14 @@ impl Options {
             };
             if let Some(missing) = missing_file(gz, &MNIST_FILES, ".gz") {
                 return usage(format!("--gz-dir {}: {missing} not found", gz.display()));
+            }
+        }
+        if let Some(path) = &self.baseline {
+            if !path.is_file() {
+                return usage(format!(
+                    "--baseline {}: not a file (expected another build's `mnist` binary)",
+                    path.display()
+                ));
             }
         }
         if let Some(path) = &self.json {
@@ -166,6 +178,8 @@ pub enum Impl {
     Numpy,
     /// `candle-linear`.
     Candle,
+    /// Another build's `mnist train` (`--baseline`).
+    Baseline,
 }
 
 impl Impl {
@@ -175,6 +189,7 @@ impl Impl {
             Self::Rust => "rust",
             Self::Numpy => "numpy",
             Self::Candle => "candle",
+            Self::Baseline => "baseline",
         }
     }
 }
@@ -548,6 +563,48 @@ impl Results {
             .collect();
         Medians::of(&mine)
     }
+
+    /// `which`'s training time over ours, run by run (the runs of one
+    /// number are interleaved, so each pair saw the same phase of the
+    /// machine): the median and quartiles of the ratios, if any pair ran.
+    pub fn paired_train_ratio(&self, which: Impl) -> Option<Paired> {
+        let of = |who: Impl, run: usize| {
+            self.samples
+                .iter()
+                .find(|s| s.implementation == who && s.run == run)
+                .map(|s| s.printed.train_s)
+        };
+        let mut ratios: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|s| s.implementation == Impl::Rust)
+            .filter_map(|ours| Some(of(which, ours.run)? / ours.printed.train_s))
+            .collect();
+        if ratios.is_empty() {
+            return None;
+        }
+        ratios.sort_by(f64::total_cmp);
+        let quartile = |q: usize| ratios.get((ratios.len() - 1) * q / 4).copied();
+        Some(Paired {
+            pairs: ratios.len(),
+            median: median(&ratios)?,
+            low: quartile(1)?,
+            high: quartile(3)?,
+        })
+    }
+}
+
+/// Ratios of training times taken run by run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Paired {
+    /// Number of pairs.
+    pub pairs: usize,
+    /// Median ratio.
+    pub median: f64,
+    /// Lower quartile (nearest rank below).
+    pub low: f64,
+    /// Upper quartile (nearest rank below).
+    pub high: f64,
 }
 
 /// A peer ready to run, or the reason it cannot.
@@ -695,11 +752,21 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
 
     let report = std::env::temp_dir().join(format!("xtask-bench-{}.json", std::process::id()));
     for run in 1..=options.runs {
-        let sample = run_trainer(&trainer, options, run, &report);
-        let _ = fs::remove_file(&report);
-        let sample = sample?;
-        print_run(&sample, options.runs);
-        results.samples.push(sample);
+        // With a baseline, the two builds take turns going first.
+        let mut ours = vec![(Impl::Rust, trainer.as_path())];
+        if let Some(baseline) = &options.baseline {
+            ours.push((Impl::Baseline, baseline.as_path()));
+            if run % 2 == 0 {
+                ours.reverse();
+            }
+        }
+        for (which, program) in ours {
+            let sample = run_trainer(program, which, options, run, &report);
+            let _ = fs::remove_file(&report);
+            let sample = sample?;
+            print_run(&sample, options.runs);
+            results.samples.push(sample);
+        }
 
         let mut failed = Vec::new();
         for (index, peer) in peers.iter().enumerate() {
@@ -734,6 +801,7 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
 
 fn run_trainer(
     trainer: &Path,
+    which: Impl,
     options: &Options,
     run: usize,
     report: &Path,
@@ -753,7 +821,8 @@ fn run_trainer(
     let measured = measure(&mut command)?;
     if let Some(failure) = &measured.failure {
         bail!(
-            "mnist train failed ({failure}): {}",
+            "{} train failed ({failure}): {}",
+            trainer.display(),
             last_line(&measured.stderr)
         );
     }
@@ -761,7 +830,7 @@ fn run_trainer(
         .with_context(|| format!("cannot read the report {}", report.display()))?;
     let (printed, train_samples) = parse_report(&text)?;
     Ok(sample(
-        Impl::Rust,
+        which,
         run,
         options.epochs,
         train_samples,
@@ -850,7 +919,7 @@ pub fn table(results: &Results, options: &Options) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<7} {:>4} {:>8} {:>8} {:>8} {:>11} {:>8} {:>9} {:>9} {:>8}",
+        "{:<8} {:>4} {:>8} {:>8} {:>8} {:>11} {:>8} {:>9} {:>9} {:>8}",
         "impl",
         "runs",
         "wall_s",
@@ -862,12 +931,12 @@ pub fn table(results: &Results, options: &Options) -> String {
         "file_MiB",
         "accuracy"
     );
-    let all = [Impl::Rust, Impl::Numpy, Impl::Candle];
+    let all = [Impl::Rust, Impl::Baseline, Impl::Numpy, Impl::Candle];
     for which in all {
         if let Some(m) = results.medians(which) {
             let _ = writeln!(
                 out,
-                "{:<7} {:>4} {:>8.3} {:>8.3} {:>8.3} {:>11.0} {:>8} {:>9} {:>9} {:>8}",
+                "{:<8} {:>4} {:>8.3} {:>8.3} {:>8.3} {:>11.0} {:>8} {:>9} {:>9} {:>8}",
                 which.name(),
                 m.runs,
                 m.wall_s,
@@ -880,6 +949,13 @@ pub fn table(results: &Results, options: &Options) -> String {
                 m.accuracy.map_or_else(|| "-".into(), |a| format!("{a:.4}")),
             );
         }
+    }
+    if let Some(paired) = results.paired_train_ratio(Impl::Baseline) {
+        let _ = writeln!(
+            out,
+            "baseline / rust, run by run: train {:.3}x (median of {} pairs; middle half {:.3}x to {:.3}x)",
+            paired.median, paired.pairs, paired.low, paired.high
+        );
     }
     if let Some(ours) = results.medians(Impl::Rust) {
         for which in [Impl::Numpy, Impl::Candle] {
@@ -904,7 +980,7 @@ fn write_json(path: &Path, results: &Results, options: &Options) -> anyhow::Resu
     let mut medians = serde_json::Map::new();
     let mut ratios = serde_json::Map::new();
     let ours = results.medians(Impl::Rust);
-    for which in [Impl::Rust, Impl::Numpy, Impl::Candle] {
+    for which in [Impl::Rust, Impl::Baseline, Impl::Numpy, Impl::Candle] {
         if let Some(m) = results.medians(which) {
             medians.insert(which.name().into(), m.to_json());
             if let (Some(o), true) = (ours, which != Impl::Rust) {
@@ -924,6 +1000,10 @@ fn write_json(path: &Path, results: &Results, options: &Options) -> anyhow::Resu
         "loadavg_after": results.load.1,
         "medians": medians,
         "ratios_peer_over_rust": ratios,
+        "paired_baseline_over_rust": results.paired_train_ratio(Impl::Baseline).map(|p| json!({
+            "pairs": p.pairs, "train_median": p.median, "train_low_quartile": p.low,
+            "train_high_quartile": p.high,
+        })),
         "skipped": results.skipped.iter()
             .map(|(w, r)| json!({ "impl": w.name(), "reason": r }))
             .collect::<Vec<_>>(),
@@ -1044,6 +1124,51 @@ load_s 0.388 train_s 1.050
     }
 
     #[test]
+    fn baseline_ratios_pair_runs_of_the_same_number() {
+        let sample = |implementation, run, train_s| Sample {
+            implementation,
+            run,
+            wall_s: train_s + 0.01,
+            printed: Printed {
+                load_s: 0.0,
+                train_s,
+                accuracy: None,
+            },
+            train_samples: 60_000,
+            epochs: 10,
+            max_rss_kib: None,
+            peak_anon_kib: None,
+            peak_file_kib: None,
+        };
+        let mut results = Results::default();
+        assert_eq!(results.paired_train_ratio(Impl::Baseline), None);
+        // Run 3 of the baseline is missing: only runs 1, 2, 4 and 5 pair.
+        for (run, ours, theirs) in [
+            (1, 0.25, Some(0.375)),
+            (2, 0.5, Some(0.5)),
+            (3, 0.125, None),
+            (4, 0.25, Some(0.125)),
+            (5, 0.5, Some(1.0)),
+        ] {
+            results.samples.push(sample(Impl::Rust, run, ours));
+            if let Some(t) = theirs {
+                results.samples.push(sample(Impl::Baseline, run, t));
+            }
+        }
+        let p = results.paired_train_ratio(Impl::Baseline).expect("pairs");
+        // Ratios 1.5, 1.0, 0.5, 2.0: sorted 0.5, 1.0, 1.5, 2.0.
+        assert_eq!(p.pairs, 4);
+        assert!((p.median - 1.25).abs() < 1e-12, "{p:?}");
+        assert_eq!((p.low, p.high), (0.5, 1.5));
+        assert_eq!(results.paired_train_ratio(Impl::Numpy), None);
+        let options = Options {
+            runs: 5,
+            ..Options::default()
+        };
+        assert!(table(&results, &options).contains("baseline / rust, run by run: train 1.250x"));
+    }
+
+    #[test]
     fn options_are_validated() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         for name in MNIST_FILES {
@@ -1087,6 +1212,20 @@ load_s 0.388 train_s 1.050
             ..good.clone()
         });
         assert!(err.is_err_and(|e| e.contains("does not exist")));
+        let err = bad(Options {
+            baseline: Some(dir.path().join("no-such-mnist")),
+            ..good.clone()
+        });
+        assert!(err.is_err_and(|e| e.starts_with("--baseline") && e.contains("not a file")));
+        let baseline = dir.path().join(MNIST_FILES[0]);
+        assert_eq!(
+            Options {
+                baseline: Some(baseline),
+                ..good.clone()
+            }
+            .check(),
+            Ok(())
+        );
         Ok(())
     }
 

@@ -81,6 +81,10 @@ struct BenchArgs {
     /// Also write the results here as JSON
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Also run another build's `mnist` binary the same way, interleaved with
+    /// this one (each taking turns first), and print the run-by-run ratio
+    #[arg(long, value_name = "BIN")]
+    baseline: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +164,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         compare: args.compare,
         gz_dir: args.gz_dir.or(defaults.gz_dir),
         json: args.json,
+        baseline: args.baseline,
     };
     bench::run(&options)?;
     Ok(())
