@@ -551,14 +551,25 @@ mod tests {
         );
     }
 
-    #[test]
-    fn evaluate_agrees_with_the_whole_set_at_once() {
-        let mut rng = ChaCha8Rng::seed_from_u64(20);
-        let (rows, f, c) = (2500, 30, 10);
+    /// A model with random weights, random inputs and random labels.
+    fn random_set(
+        seed: u64,
+        rows: usize,
+        f: usize,
+        c: usize,
+    ) -> (LinearModel, Array2<f32>, Vec<u8>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let w = Array2::from_shape_fn((f, c), |_| rng.gen_range(-1.0f32..1.0));
         let x = Array2::from_shape_fn((rows, f), |_| rng.gen_range(-1.0f32..1.0));
         let labels: Vec<u8> = (0..rows).map(|_| rng.gen_range(0..c as u8)).collect();
         let m = LinearModel::from_weights(w.view()).expect("finite");
+        (m, x, labels)
+    }
+
+    #[test]
+    fn evaluate_agrees_with_the_whole_set_at_once() {
+        let (rows, c) = (2500, 10);
+        let (m, x, labels) = random_set(20, rows, 30, c);
         let e = evaluate(&m, x.view(), &labels).expect("valid");
         let p = m.predict_proba(x.view()).expect("ok");
         let y = Array2::from_shape_fn((rows, c), |(r, k)| f32::from(usize::from(labels[r]) == k));
@@ -589,12 +600,8 @@ mod tests {
         let _turn = crate::pool::tests::IDLE_TESTS
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut rng = ChaCha8Rng::seed_from_u64(21);
         let (rows, f, c) = (1500, 40, 10);
-        let w = Array2::from_shape_fn((f, c), |_| rng.gen_range(-1.0f32..1.0));
-        let x = Array2::from_shape_fn((rows, f), |_| rng.gen_range(-1.0f32..1.0));
-        let labels: Vec<u8> = (0..rows).map(|_| rng.gen_range(0..c as u8)).collect();
-        let m = LinearModel::from_weights(w.view()).expect("finite");
+        let (m, x, labels) = random_set(21, rows, f, c);
         let want = evaluate(&m, x.view(), &labels).expect("valid");
         let xs = x.as_slice().expect("standard layout");
         let fill = |first: usize, out: &mut [f32], stride: usize| {

@@ -65,6 +65,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Spins, then yields, then sleeps, until `done()` holds; wakes on
 /// `unpark`.
 fn wait_until(done: impl Fn() -> bool) {
+    spin_then_wait(done, true);
+}
+
+/// Spins until `done()` holds, reading the clock every 64 turns only;
+/// after [`SPIN`] yields the core, and after [`YIELD`] sleeps if `may_sleep`
+/// (only a thread that will be unparked may).
+fn spin_then_wait(done: impl Fn() -> bool, may_sleep: bool) {
     let start = Instant::now();
     let mut spins = 0u32;
     while !done() {
@@ -76,7 +83,7 @@ fn wait_until(done: impl Fn() -> bool) {
         let waited = start.elapsed();
         if waited < SPIN {
             std::hint::spin_loop();
-        } else if waited < YIELD {
+        } else if waited < YIELD || !may_sleep {
             thread::yield_now();
         } else {
             thread::park_timeout(Duration::from_secs(1));
@@ -273,17 +280,7 @@ pub(crate) fn wait_doing_idle_work(done: impl Fn() -> bool) {
     if let Some(h) = helper() {
         while !done() && idle_piece(h, false) {}
     }
-    let start = Instant::now();
-    let mut spins = 0u32;
-    while !done() {
-        spins = spins.wrapping_add(1);
-        // The clock is read every 64 turns only.
-        if !spins.is_multiple_of(64) || start.elapsed() < SPIN {
-            std::hint::spin_loop();
-        } else {
-            thread::yield_now();
-        }
-    }
+    spin_then_wait(done, false);
 }
 
 /// Clears the idle work on leaving [`with_idle`], even while unwinding;

@@ -304,9 +304,8 @@ impl<'a> Shared<'a> {
     /// # Safety
     /// Nothing may write to the buffer while the reference is alive.
     unsafe fn read(&self) -> &[f32] {
-        // SAFETY: the pointer and length come from a live `&mut [f32]`;
-        // the caller guarantees no concurrent writes.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+        // SAFETY: the caller's guarantee, for the whole buffer.
+        unsafe { self.read_range(0..self.len) }
     }
 
     /// Elements `range`, to read.
@@ -315,7 +314,9 @@ impl<'a> Shared<'a> {
     /// Nothing may write to them while the reference is alive.
     unsafe fn read_range(&self, range: std::ops::Range<usize>) -> &[f32] {
         let range = self.check(range);
-        // SAFETY: as in `read`, for a sub-range checked just above.
+        // SAFETY: the pointer and length come from a live `&mut [f32]`,
+        // the range was checked against them just above, and the caller
+        // guarantees no concurrent writes.
         unsafe { std::slice::from_raw_parts(self.ptr.add(range.start), range.len()) }
     }
 
@@ -326,8 +327,8 @@ impl<'a> Shared<'a> {
     #[allow(clippy::mut_from_ref)]
     unsafe fn write(&self, range: std::ops::Range<usize>) -> &mut [f32] {
         let range = self.check(range);
-        // SAFETY: as in `read`, for a sub-range checked just above; the
-        // caller guarantees exclusive access.
+        // SAFETY: as in `read_range`; the caller guarantees exclusive
+        // access.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
     }
 
@@ -596,6 +597,22 @@ mod tests {
         Array2::from_shape_fn((rows, cols), |_| rng.gen_range(-scale..scale))
     }
 
+    /// Random weights `(features, classes)` and inputs `(rows, features)`
+    /// of the given scales, and one-hot targets of random labels, drawn in
+    /// that order.
+    fn problem(
+        rows: usize,
+        features: usize,
+        classes: usize,
+        (w_scale, x_scale): (f32, f32),
+        rng: &mut ChaCha8Rng,
+    ) -> (Array2<f32>, Array2<f32>, Array2<f32>) {
+        let w = random(features, classes, w_scale, rng);
+        let x = random(rows, features, x_scale, rng);
+        let y = one_hot(&random_labels(rows, classes, rng), classes);
+        (w, x, y)
+    }
+
     fn one_hot(labels: &[usize], classes: usize) -> Array2<f32> {
         Array2::from_shape_fn((labels.len(), classes), |(r, c)| {
             if labels[r] == c {
@@ -636,9 +653,7 @@ mod tests {
         ];
         let mut scratch = StepScratch::new();
         for (rows, f, c) in shapes {
-            let w = random(f, c, 0.1, &mut rng);
-            let x = random(rows, f, 1.0, &mut rng);
-            let y = one_hot(&random_labels(rows, c, &mut rng), c);
+            let (w, x, y) = problem(rows, f, c, (0.1, 1.0), &mut rng);
             let m = LinearModel::from_weights(w.view()).expect("finite");
             let fast = gradient(&m, x.view(), y.view(), &mut scratch).expect("shapes match");
             let slow = reference_gradient(&w, &x, &y);
@@ -657,9 +672,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         let (rows, f, c) = (6, 5, 3);
         // Small weights and inputs keep every p far from the clipping bounds.
-        let w = random(f, c, 0.5, &mut rng);
-        let x = random(rows, f, 1.0, &mut rng);
-        let y = one_hot(&random_labels(rows, c, &mut rng), c);
+        let (w, x, y) = problem(rows, f, c, (0.5, 1.0), &mut rng);
         let m = LinearModel::from_weights(w.view()).expect("finite");
         let g =
             gradient(&m, x.view(), y.view(), &mut StepScratch::new()).expect("ok") / rows as f32;
@@ -703,9 +716,7 @@ mod tests {
     fn step_returns_loss_before_update_and_applies_update() {
         let mut rng = ChaCha8Rng::seed_from_u64(12);
         let (rows, f, c) = (100, 785, 10);
-        let w = random(f, c, 0.1, &mut rng);
-        let x = random(rows, f, 0.5, &mut rng);
-        let y = one_hot(&random_labels(rows, c, &mut rng), c);
+        let (w, x, y) = problem(rows, f, c, (0.1, 0.5), &mut rng);
         let mut m = LinearModel::from_weights(w.view()).expect("finite");
         let before = bce_loss(m.predict_proba(x.view()).expect("ok").view(), y.view()).expect("ok");
         let g = reference_gradient(&w, &x, &y);
@@ -949,9 +960,7 @@ mod tests {
     fn step_rows_asks_for_each_block_ahead_and_the_next_batch() {
         let mut rng = ChaCha8Rng::seed_from_u64(31);
         let (rows, f, c) = (301, 785, 10);
-        let w = random(f, c, 0.1, &mut rng);
-        let x = random(rows, f, 0.5, &mut rng);
-        let y = one_hot(&random_labels(rows, c, &mut rng), c);
+        let (w, x, y) = problem(rows, f, c, (0.1, 0.5), &mut rng);
         let source = Logged {
             x: &x,
             log: std::sync::Mutex::new(Vec::new()),
@@ -1001,9 +1010,7 @@ mod tests {
     fn register_blocking_does_not_change_the_gradient_bits() {
         let mut rng = ChaCha8Rng::seed_from_u64(17);
         let (rows, f, c) = (77, 785, 10);
-        let w = random(f, c, 0.1, &mut rng);
-        let x = random(rows, f, 0.5, &mut rng);
-        let y = one_hot(&random_labels(rows, c, &mut rng), c);
+        let (w, x, y) = problem(rows, f, c, (0.1, 0.5), &mut rng);
         let m = LinearModel::from_weights(w.view()).expect("ok");
         let results: Vec<_> = [kernel::run, kernel::run_fused_small]
             .into_iter()
@@ -1022,9 +1029,7 @@ mod tests {
     #[test]
     fn threads_do_not_change_the_bits() {
         let mut rng = ChaCha8Rng::seed_from_u64(16);
-        let w = random(785, 10, 0.1, &mut rng);
-        let x = random(512, 785, 0.5, &mut rng);
-        let y = one_hot(&random_labels(512, 10, &mut rng), 10);
+        let (w, x, y) = problem(512, 785, 10, (0.1, 0.5), &mut rng);
         let m = LinearModel::from_weights(w.view()).expect("ok");
         let mut s = StepScratch::new();
         let threaded = gradient(&m, x.view(), y.view(), &mut s).expect("ok");
@@ -1046,9 +1051,7 @@ mod tests {
         // Below and above the size at which the halves go to two threads,
         // and odd numbers of features (a half of the chunks is rounded).
         for (rows, f) in [(60, 785), (512, 785), (300, 37), (129, 17)] {
-            let w = random(f, 10, 0.1, &mut rng);
-            let x = random(rows, f, 0.5, &mut rng);
-            let y = one_hot(&random_labels(rows, 10, &mut rng), 10);
+            let (w, x, y) = problem(rows, f, 10, (0.1, 0.5), &mut rng);
             let mut m = LinearModel::from_weights(w.view()).expect("ok");
             let mut s = StepScratch::new();
             let g = gradient(&m, x.view(), y.view(), &mut s).expect("ok");
@@ -1071,9 +1074,7 @@ mod tests {
     #[test]
     fn step_rows_equals_step_bit_for_bit() {
         let mut rng = ChaCha8Rng::seed_from_u64(18);
-        let w = random(785, 10, 0.1, &mut rng);
-        let x = random(300, 785, 0.5, &mut rng);
-        let y = one_hot(&random_labels(300, 10, &mut rng), 10);
+        let (w, x, y) = problem(300, 785, 10, (0.1, 0.5), &mut rng);
         let mut a = LinearModel::from_weights(w.view()).expect("ok");
         let mut b = a.clone();
         let mut s = StepScratch::new();
