@@ -636,34 +636,52 @@ mod avx512 {
         }
     }
 
+    /// Logits of every row of a block for classes `cg..cg + GC`, `R` rows
+    /// at a time; `done`, if given, is told as rows are finished.
     #[inline]
     #[target_feature(enable = "avx512f,fma")]
-    fn logits_group<const RR: usize>(b: &Block<'_>, r0: usize, out: &mut [f32]) {
-        let mut cg = 0;
-        while cg + G <= b.classes {
-            logits_rows::<RR, G>(b, r0, cg, out);
-            cg += G;
-        }
-        while cg < b.classes {
-            logits_rows::<RR, 1>(b, r0, cg, out);
-            cg += 1;
+    fn logits_classes<const GC: usize>(
+        b: &Block<'_>,
+        cg: usize,
+        out: &mut [f32],
+        done: Option<Done<'_>>,
+    ) {
+        let mut r0 = 0;
+        while r0 < b.rows {
+            let n = if r0 + R <= b.rows {
+                logits_rows::<R, GC>(b, r0, cg, out);
+                R
+            } else {
+                logits_rows::<1, GC>(b, r0, cg, out);
+                1
+            };
+            if let Some(done) = done {
+                done(r0, n);
+            }
+            r0 += n;
         }
     }
 
     /// Logits of the rows of a block into `out` (`rows x classes`), calling
-    /// `done` as rows are finished.
+    /// `done` as rows are finished (in the first group of classes).
+    ///
+    /// Groups of classes are the outer loop: the weights of one group (half
+    /// of them for ten classes, 16 KB for the post's 785 features) stay in
+    /// L1 while all the block's rows pass, instead of all the weights
+    /// (32 KB, L1's size) streaming from L2 again for every few rows. The
+    /// rows are read once per group instead, from L2, in order.
     #[target_feature(enable = "avx512f,fma")]
     pub(super) fn logits(b: &Block<'_>, out: &mut [f32], done: Done<'_>) {
-        let mut r0 = 0;
-        while r0 + R <= b.rows {
-            logits_group::<R>(b, r0, out);
-            done(r0, R);
-            r0 += R;
-        }
-        while r0 < b.rows {
-            logits_group::<1>(b, r0, out);
-            done(r0, 1);
-            r0 += 1;
+        let mut cg = 0;
+        while cg < b.classes {
+            let signal = (cg == 0).then_some(done);
+            if cg + G <= b.classes {
+                logits_classes::<G>(b, cg, out, signal);
+                cg += G;
+            } else {
+                logits_classes::<1>(b, cg, out, signal);
+                cg += 1;
+            }
         }
     }
 
