@@ -170,8 +170,40 @@ fn div255_markstein(x: f32) -> f32 {
     residual.mul_add(R, q)
 }
 
+/// The offset of [`Normalization::Centered`].
+const CENTERED: f32 = -0.5;
+
+/// `0x0101_0101`: a byte times this is the byte repeated four times.
+const REPLICATE: u32 = 0x0101_0101;
+
+/// `2^-32`, exact in `f32`.
+const TWO_TO_MINUS_32: f32 = 1.0 / 4_294_967_296.0;
+
+/// `x / 255 - 0.5` for a pixel, without a division: the post's centered
+/// feature, bit for bit, in two floating-point operations instead of four.
+///
+/// `x / 255` in binary is the byte repeated forever (`0.xxxxxxxx xxxxxxxx
+/// ...`), because `1 / 255 = 2^-8 + 2^-16 + ...`. The byte repeated four
+/// times, `u = x * 0x0101_0101`, is that quotient's first 32 bits
+/// (`x / 255 * 2^32 = u + x / 255`); setting the lowest bit keeps the
+/// integer's rounding to 24 bits on the side of the infinite expansion
+/// where a tie could otherwise round the other way. Converting it to `f32`
+/// rounds once, scaling by `2^-32` is exact, and one fused multiply-add
+/// subtracts 0.5 with one rounding, as `x / 255 - 0.5` does in `f32`. For
+/// the uncentered `x / 255` the result differs at `x = 0` and `1`, which is
+/// why only the centered normalization uses it. The SIMD paths compute the
+/// same lane by lane (AVX2 with `u / 2`, its conversion being signed); the
+/// test `fast_paths_equal_the_division_for_every_byte` checks all 256
+/// bytes, here and there.
+#[cfg_attr(not(test), allow(dead_code))]
+fn centered_by_replication(x: u8) -> f32 {
+    let u = (u32::from(x) * REPLICATE) | 1;
+    (u as f32).mul_add(TWO_TO_MINUS_32, CENTERED)
+}
+
 /// Sixteen pixels a step with AVX-512: widen, convert, divide (Markstein),
-/// add the offset.
+/// add the offset; the centered normalization by byte replication
+/// ([`centered_by_replication`]).
 #[cfg(target_arch = "x86_64")]
 struct Avx512;
 
@@ -180,17 +212,34 @@ impl Convert for Avx512 {
     #[inline(always)]
     fn convert(pixels: &[u8], out: &mut [f32], offset: f32) {
         use std::arch::x86_64::{
-            _mm512_add_ps, _mm512_cvtepi32_ps, _mm512_cvtepu8_epi32, _mm512_fmadd_ps,
-            _mm512_fnmadd_ps, _mm512_mul_ps, _mm512_set1_ps, _mm512_storeu_ps, _mm_loadu_si128,
+            _mm512_add_ps, _mm512_cvtepi32_ps, _mm512_cvtepu32_ps, _mm512_cvtepu8_epi32,
+            _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_mul_ps, _mm512_mullo_epi32, _mm512_or_si512,
+            _mm512_set1_epi32, _mm512_set1_ps, _mm512_storeu_ps, _mm_loadu_si128,
         };
         let mut p16 = pixels.chunks_exact(16);
         let mut o16 = out.chunks_exact_mut(16);
+        let centered = offset == CENTERED;
         for (p, o) in (&mut p16).zip(&mut o16) {
             // SAFETY: only called from `rows_avx512`, compiled with (and
             // dispatched on) avx512f and fma; `p` holds 16 bytes and `o` 16
             // floats (`chunks_exact`), and these load and store are
             // unaligned ones.
             unsafe {
+                if centered {
+                    // See `centered_by_replication`.
+                    let b = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.as_ptr().cast()));
+                    let u = _mm512_or_si512(
+                        _mm512_mullo_epi32(b, _mm512_set1_epi32(REPLICATE as i32)),
+                        _mm512_set1_epi32(1),
+                    );
+                    let y = _mm512_fmadd_ps(
+                        _mm512_cvtepu32_ps(u),
+                        _mm512_set1_ps(TWO_TO_MINUS_32),
+                        _mm512_set1_ps(CENTERED),
+                    );
+                    _mm512_storeu_ps(o.as_mut_ptr(), y);
+                    continue;
+                }
                 let r = _mm512_set1_ps(1.0 / 255.0);
                 let x =
                     _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(p.as_ptr().cast())));
@@ -216,16 +265,38 @@ impl Convert for Avx2 {
     fn convert(pixels: &[u8], out: &mut [f32], offset: f32) {
         use std::arch::x86_64::{
             _mm256_add_ps, _mm256_cvtepi32_ps, _mm256_cvtepu8_epi32, _mm256_fmadd_ps,
-            _mm256_fnmadd_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_storeu_ps, _mm_loadl_epi64,
+            _mm256_fnmadd_ps, _mm256_mul_ps, _mm256_mullo_epi32, _mm256_or_si256,
+            _mm256_set1_epi32, _mm256_set1_ps, _mm256_srli_epi32, _mm256_storeu_ps,
+            _mm_loadl_epi64,
         };
         let mut p8 = pixels.chunks_exact(8);
         let mut o8 = out.chunks_exact_mut(8);
+        let centered = offset == CENTERED;
         for (p, o) in (&mut p8).zip(&mut o8) {
             // SAFETY: only called from `rows_avx2`, compiled with (and
             // dispatched on) avx2 and fma; `p` holds 8 bytes and `o` 8
             // floats (`chunks_exact`), and these load and store are
             // unaligned ones.
             unsafe {
+                if centered {
+                    // See `centered_by_replication`: AVX2 converts signed
+                    // integers only, so the 32-bit pattern is halved first.
+                    let b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.as_ptr().cast()));
+                    let u = _mm256_or_si256(
+                        _mm256_srli_epi32::<1>(_mm256_mullo_epi32(
+                            b,
+                            _mm256_set1_epi32(REPLICATE as i32),
+                        )),
+                        _mm256_set1_epi32(1),
+                    );
+                    let y = _mm256_fmadd_ps(
+                        _mm256_cvtepi32_ps(u),
+                        _mm256_set1_ps(2.0 * TWO_TO_MINUS_32),
+                        _mm256_set1_ps(CENTERED),
+                    );
+                    _mm256_storeu_ps(o.as_mut_ptr(), y);
+                    continue;
+                }
                 let r = _mm256_set1_ps(1.0 / 255.0);
                 let x =
                     _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(p.as_ptr().cast())));
@@ -320,6 +391,11 @@ mod tests {
             let x = f32::from(p);
             let (i, exact) = (usize::from(p), x / 255.0);
             assert_eq!(div255_markstein(x).to_bits(), exact.to_bits(), "{p}");
+            assert_eq!(
+                centered_by_replication(p).to_bits(),
+                (exact - 0.5).to_bits(),
+                "{p}"
+            );
             assert_eq!(unit[i].to_bits(), exact.to_bits(), "{p}");
             assert_eq!(unit[i].to_bits(), Normalization::Unit.apply(p).to_bits());
             assert_eq!(
