@@ -50,10 +50,26 @@ pub struct Options {
     pub gz_dir: Option<PathBuf>,
     /// Write the results here as JSON.
     pub json: Option<PathBuf>,
-    /// Another build's `mnist` binary, run like ours and interleaved with
-    /// it, to compare two builds in the same phases of the machine.
-    pub baseline: Option<PathBuf>,
+    /// Other builds' `mnist` binaries (at most [`MAX_BASELINES`]), run like
+    /// ours and interleaved with it, to compare builds in the same phases of
+    /// the machine.
+    pub baselines: Vec<PathBuf>,
 }
+
+/// Most `--baseline` builds one bench runs.
+pub const MAX_BASELINES: usize = 8;
+
+/// Names of the baselines in tables and JSON, in `--baseline` order.
+const BASELINE_NAMES: [&str; MAX_BASELINES] = [
+    "baseline",
+    "baseline2",
+    "baseline3",
+    "baseline4",
+    "baseline5",
+    "baseline6",
+    "baseline7",
+    "baseline8",
+];
 
 impl Default for Options {
     fn default() -> Self {
@@ -67,7 +83,7 @@ impl Default for Options {
                 &workspace_root(),
             ),
             json: None,
-            baseline: None,
+            baselines: Vec::new(),
         }
     }
 }
@@ -118,7 +134,13 @@ impl Options {
                 return usage(format!("--gz-dir {}: {missing} not found", gz.display()));
             }
         }
-        if let Some(path) = &self.baseline {
+        if self.baselines.len() > MAX_BASELINES {
+            return usage(format!(
+                "--baseline: {} builds given, at most {MAX_BASELINES}",
+                self.baselines.len()
+            ));
+        }
+        for path in &self.baselines {
             if !path.is_file() {
                 return usage(format!(
                     "--baseline {}: not a file (expected another build's `mnist` binary)",
@@ -178,8 +200,8 @@ pub enum Impl {
     Numpy,
     /// `candle-linear`.
     Candle,
-    /// Another build's `mnist train` (`--baseline`).
-    Baseline,
+    /// Another build's `mnist train` (the `--baseline` of this index).
+    Baseline(usize),
 }
 
 impl Impl {
@@ -189,7 +211,7 @@ impl Impl {
             Self::Rust => "rust",
             Self::Numpy => "numpy",
             Self::Candle => "candle",
-            Self::Baseline => "baseline",
+            Self::Baseline(i) => BASELINE_NAMES.get(i).copied().unwrap_or("baseline?"),
         }
     }
 }
@@ -752,14 +774,15 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
 
     let report = std::env::temp_dir().join(format!("xtask-bench-{}.json", std::process::id()));
     for run in 1..=options.runs {
-        // With a baseline, the two builds take turns going first.
+        // With baselines, the builds take turns going first: the order
+        // rotates by one each run, so each build runs in each position
+        // equally often.
         let mut ours = vec![(Impl::Rust, trainer.as_path())];
-        if let Some(baseline) = &options.baseline {
-            ours.push((Impl::Baseline, baseline.as_path()));
-            if run % 2 == 0 {
-                ours.reverse();
-            }
+        for (i, baseline) in options.baselines.iter().enumerate() {
+            ours.push((Impl::Baseline(i), baseline.as_path()));
         }
+        let turn = (run - 1) % ours.len();
+        ours.rotate_left(turn);
         for (which, program) in ours {
             let sample = run_trainer(program, which, options, run, &report);
             let _ = fs::remove_file(&report);
@@ -931,8 +954,7 @@ pub fn table(results: &Results, options: &Options) -> String {
         "file_MiB",
         "accuracy"
     );
-    let all = [Impl::Rust, Impl::Baseline, Impl::Numpy, Impl::Candle];
-    for which in all {
+    for which in implementations(options) {
         if let Some(m) = results.medians(which) {
             let _ = writeln!(
                 out,
@@ -950,12 +972,15 @@ pub fn table(results: &Results, options: &Options) -> String {
             );
         }
     }
-    if let Some(paired) = results.paired_train_ratio(Impl::Baseline) {
-        let _ = writeln!(
-            out,
-            "baseline / rust, run by run: train {:.3}x (median of {} pairs; middle half {:.3}x to {:.3}x)",
-            paired.median, paired.pairs, paired.low, paired.high
-        );
+    for i in 0..options.baselines.len() {
+        let which = Impl::Baseline(i);
+        if let Some(paired) = results.paired_train_ratio(which) {
+            let _ = writeln!(
+                out,
+                "{} / rust, run by run: train {:.3}x (median of {} pairs; middle half {:.3}x to {:.3}x)",
+                which.name(), paired.median, paired.pairs, paired.low, paired.high
+            );
+        }
     }
     if let Some(ours) = results.medians(Impl::Rust) {
         for which in [Impl::Numpy, Impl::Candle] {
@@ -976,11 +1001,32 @@ pub fn table(results: &Results, options: &Options) -> String {
     out
 }
 
+/// Every implementation a bench with `options` may run, in table order.
+fn implementations(options: &Options) -> Vec<Impl> {
+    let mut all = vec![Impl::Rust];
+    all.extend((0..options.baselines.len()).map(Impl::Baseline));
+    all.extend([Impl::Numpy, Impl::Candle]);
+    all
+}
+
 fn write_json(path: &Path, results: &Results, options: &Options) -> anyhow::Result<()> {
     let mut medians = serde_json::Map::new();
     let mut ratios = serde_json::Map::new();
     let ours = results.medians(Impl::Rust);
-    for which in [Impl::Rust, Impl::Baseline, Impl::Numpy, Impl::Candle] {
+    let mut paired = serde_json::Map::new();
+    for i in 0..options.baselines.len() {
+        let which = Impl::Baseline(i);
+        if let Some(p) = results.paired_train_ratio(which) {
+            paired.insert(
+                which.name().into(),
+                json!({
+                    "binary": options.baselines[i], "pairs": p.pairs, "train_median": p.median,
+                    "train_low_quartile": p.low, "train_high_quartile": p.high,
+                }),
+            );
+        }
+    }
+    for which in implementations(options) {
         if let Some(m) = results.medians(which) {
             medians.insert(which.name().into(), m.to_json());
             if let (Some(o), true) = (ours, which != Impl::Rust) {
@@ -1000,10 +1046,7 @@ fn write_json(path: &Path, results: &Results, options: &Options) -> anyhow::Resu
         "loadavg_after": results.load.1,
         "medians": medians,
         "ratios_peer_over_rust": ratios,
-        "paired_baseline_over_rust": results.paired_train_ratio(Impl::Baseline).map(|p| json!({
-            "pairs": p.pairs, "train_median": p.median, "train_low_quartile": p.low,
-            "train_high_quartile": p.high,
-        })),
+        "paired_baselines_over_rust": paired,
         "skipped": results.skipped.iter()
             .map(|(w, r)| json!({ "impl": w.name(), "reason": r }))
             .collect::<Vec<_>>(),
@@ -1141,7 +1184,7 @@ load_s 0.388 train_s 1.050
             peak_file_kib: None,
         };
         let mut results = Results::default();
-        assert_eq!(results.paired_train_ratio(Impl::Baseline), None);
+        assert_eq!(results.paired_train_ratio(Impl::Baseline(0)), None);
         // Run 3 of the baseline is missing: only runs 1, 2, 4 and 5 pair.
         for (run, ours, theirs) in [
             (1, 0.25, Some(0.375)),
@@ -1152,20 +1195,33 @@ load_s 0.388 train_s 1.050
         ] {
             results.samples.push(sample(Impl::Rust, run, ours));
             if let Some(t) = theirs {
-                results.samples.push(sample(Impl::Baseline, run, t));
+                results.samples.push(sample(Impl::Baseline(0), run, t));
             }
+            // A second baseline, twice as slow as ours in every run.
+            results
+                .samples
+                .push(sample(Impl::Baseline(1), run, 2.0 * ours));
         }
-        let p = results.paired_train_ratio(Impl::Baseline).expect("pairs");
+        let p = results
+            .paired_train_ratio(Impl::Baseline(0))
+            .expect("pairs");
         // Ratios 1.5, 1.0, 0.5, 2.0: sorted 0.5, 1.0, 1.5, 2.0.
         assert_eq!(p.pairs, 4);
         assert!((p.median - 1.25).abs() < 1e-12, "{p:?}");
         assert_eq!((p.low, p.high), (0.5, 1.5));
         assert_eq!(results.paired_train_ratio(Impl::Numpy), None);
+        let p2 = results
+            .paired_train_ratio(Impl::Baseline(1))
+            .expect("pairs");
+        assert_eq!((p2.pairs, p2.median), (5, 2.0));
         let options = Options {
             runs: 5,
+            baselines: vec!["old/mnist".into(), "older/mnist".into()],
             ..Options::default()
         };
-        assert!(table(&results, &options).contains("baseline / rust, run by run: train 1.250x"));
+        let printed = table(&results, &options);
+        assert!(printed.contains("baseline / rust, run by run: train 1.250x (median of 4 pairs"));
+        assert!(printed.contains("baseline2 / rust, run by run: train 2.000x (median of 5 pairs"));
     }
 
     #[test]
@@ -1212,15 +1268,20 @@ load_s 0.388 train_s 1.050
             ..good.clone()
         });
         assert!(err.is_err_and(|e| e.contains("does not exist")));
+        let baseline = dir.path().join(MNIST_FILES[0]);
         let err = bad(Options {
-            baseline: Some(dir.path().join("no-such-mnist")),
+            baselines: vec![baseline.clone(), dir.path().join("no-such-mnist")],
             ..good.clone()
         });
         assert!(err.is_err_and(|e| e.starts_with("--baseline") && e.contains("not a file")));
-        let baseline = dir.path().join(MNIST_FILES[0]);
+        let err = bad(Options {
+            baselines: vec![baseline.clone(); MAX_BASELINES + 1],
+            ..good.clone()
+        });
+        assert!(err.is_err_and(|e| e.contains("at most 8")));
         assert_eq!(
             Options {
-                baseline: Some(baseline),
+                baselines: vec![baseline; MAX_BASELINES],
                 ..good.clone()
             }
             .check(),

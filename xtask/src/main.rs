@@ -82,9 +82,10 @@ struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Also run another build's `mnist` binary the same way, interleaved with
-    /// this one (each taking turns first), and print the run-by-run ratio
+    /// this one (taking turns first), and print the run-by-run ratio; repeat
+    /// for several builds (up to 8)
     #[arg(long, value_name = "BIN")]
-    baseline: Option<PathBuf>,
+    baseline: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -164,7 +165,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         compare: args.compare,
         gz_dir: args.gz_dir.or(defaults.gz_dir),
         json: args.json,
-        baseline: args.baseline,
+        baselines: args.baseline,
     };
     bench::run(&options)?;
     Ok(())
