@@ -17,7 +17,7 @@
 // registers; iterator chains over several arrays at once would obscure that.
 #![allow(clippy::needless_range_loop)]
 
-use crate::loss::LossSum;
+use crate::loss::block_loss;
 use crate::rows::RowSource;
 use crate::sigmoid::sigmoid_in_place;
 
@@ -380,14 +380,11 @@ fn execute<P: Products>(op: Op<'_>) {
 /// `loss`.
 #[inline(always)]
 fn residuals(z: &mut [f32], y: &[f32], loss: &mut f64) {
-    let mut sum = LossSum::<8>::new();
     sigmoid_in_place(z);
+    *loss += block_loss(z, y);
     for (pv, &yv) in z.iter_mut().zip(y) {
-        let prob = *pv;
-        sum.add(prob, yv);
-        *pv = prob - yv;
+        *pv -= yv;
     }
-    *loss += sum.total();
 }
 
 #[cfg(target_arch = "x86_64")]
