@@ -432,7 +432,7 @@ fn rows_body<C: Convert>(job: Rows<'_, '_>) {
     for (pixels, row) in images.iter().zip(out.chunks_exact_mut(stride)) {
         let (body, rest) = row.split_at_mut(pixels.len());
         match pre.normalization {
-            Normalization::Centered => C::convert(pixels, body, -0.5),
+            Normalization::Centered => C::convert(pixels, body, CENTERED),
             Normalization::Unit => C::convert(pixels, body, 0.0),
         }
         if pre.bias {
