@@ -295,17 +295,27 @@ mod tests {
         assert!((row - (bce_term(0.25, 0.0) + bce_term(0.5, 1.0))).abs() < 1e-15);
     }
 
+    /// A xorshift generator from `state`: the tests' random bits.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
+    /// A value in `[0, 1)` from the top 24 of `bits`.
+    fn unit(bits: u64) -> f32 {
+        (bits >> 40) as f32 / (1u64 << 24) as f32
+    }
+
     #[test]
     fn loss_sum_agrees_with_the_terms_one_by_one() {
         // Many products (flushes at 512 terms), clipped extremes, fractional
         // targets mixed in, and a partial product at the end.
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32
-        };
+        let mut bits = xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut next = || unit(bits());
         let mut sum = LossSum::<8>::new();
         let mut one = LossSum::<1>::new();
         let mut exact = 0.0f64;
@@ -338,13 +348,7 @@ mod tests {
 
     #[test]
     fn block_loss_is_the_loss_sum_bit_for_bit() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for trial in 0..3_000usize {
             // Lengths on both sides of a full vector and of a full product.
             let n = (next() % 530) as usize;
@@ -357,7 +361,7 @@ mod tests {
                     (3, _) => 1e-5,
                     (4, _) => 1.0 - 1e-5,
                     (5, _) => f32::MIN_POSITIVE / 4.0,
-                    _ => (next() >> 40) as f32 / (1u64 << 24) as f32,
+                    _ => unit(next()),
                 })
                 .collect();
             let y: Vec<f32> = (0..n)
