@@ -475,6 +475,33 @@ pub(crate) fn run_fused_small(op: Op<'_>) {
     execute::<Generic<Fused, 1, 3, 1, 3>>(op)
 }
 
+/// Whether this CPU can take the AVX2 path (for tests).
+#[cfg(test)]
+pub(crate) fn avx2_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Runs `op` on the AVX2 path, as a CPU without AVX-512 would (for tests).
+///
+/// # Panics
+/// Unless [`avx2_available`].
+#[cfg(test)]
+pub(crate) fn run_avx2(op: Op<'_>) {
+    assert!(avx2_available(), "the AVX2 path needs avx2 and fma");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: avx2 and fma were detected just above.
+    unsafe {
+        execute_avx2(op)
+    };
+}
+
 /// The AVX-512 products with explicit registers: the compiler keeps arrays of
 /// `__m512` in registers where it spills larger arrays of `f32` lanes, so
 /// wider register blocking pays off only written this way. Lane by lane the

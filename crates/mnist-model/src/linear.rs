@@ -576,6 +576,15 @@ mod tests {
         if kernel::path() != "portable" {
             assert_eq!(best.as_slice().expect("standard"), &small[..]);
         }
+        if kernel::avx2_available() {
+            let mut avx2 = vec![0.0; rows * c];
+            kernel::run_avx2(kernel::Op::Forward {
+                block: block(),
+                done: &|_, _| {},
+                out: &mut avx2,
+            });
+            assert_eq!(best.as_slice().expect("standard"), &avx2[..]);
+        }
         for (a, b) in best.iter().zip(&portable) {
             assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
         }
