@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::checksum::{self, Sha256Sums};
 use crate::dataset::{DatasetSpec, FileSpec, Kind};
 use crate::mirror::{self, Client, Failure, Mirror, Scope};
+use crate::pieces::PieceWriter;
 use crate::progress::{self, Progress};
 
 /// Default for `--timeout`, in seconds.
@@ -423,7 +424,9 @@ fn attempt(
     let (idx_part, idx_file) = Part::create(dir, &file.name)?;
     let input = File::open(&gz_part.path).map_err(|e| gz_part.write_failure(&e))?;
     let mut decoder = MultiGzDecoder::new(BufReader::new(input)).take(idx_len + 1);
-    let mut writer = BufWriter::new(idx_file);
+    // In whole 2 MiB pieces: the page cache then holds the file in folios
+    // the trainer's memory map can map with huge pages.
+    let mut writer = PieceWriter::new(idx_file);
     let mut written: u64 = 0;
     let mut content = Sha256::new();
     loop {
@@ -453,8 +456,8 @@ fn attempt(
         )));
     }
     writer
-        .into_inner()
-        .map_err(|e| idx_part.write_failure(e.error()))?
+        .finish()
+        .map_err(|e| idx_part.write_failure(&e))?
         .sync_all()
         .map_err(|e| idx_part.write_failure(&e))?;
     drop(gz_part);

@@ -30,6 +30,7 @@ pub mod ci;
 mod dataset;
 pub mod fetch;
 mod mirror;
+mod pieces;
 mod progress;
 pub mod synth;
 

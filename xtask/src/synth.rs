@@ -9,7 +9,7 @@
 //! the seed (and the chunk size) only, not on the number of threads.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -19,6 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::fetch::workspace_root;
+use crate::pieces::PieceWriter;
 use crate::progress::{bytes, Progress};
 
 /// Images per chunk: the unit of work of a thread and of the RNG streams.
@@ -341,7 +342,7 @@ fn write_train(
 ) -> anyhow::Result<()> {
     let create = |path: &Path| {
         File::create(path)
-            .map(|f| BufWriter::with_capacity(1 << 20, f))
+            .map(PieceWriter::new)
             .with_context(|| format!("cannot create {}", path.display()))
     };
     let mut image_out = create(images_path)?;
@@ -402,10 +403,7 @@ fn write_train(
         Ok(())
     })?;
     for (out, path) in [(image_out, images_path), (label_out, labels_path)] {
-        let file = out
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .with_context(|| write_err(path))?;
+        let file = out.finish().with_context(|| write_err(path))?;
         file.sync_all().with_context(|| write_err(path))?;
     }
     Ok(())
