@@ -13,7 +13,9 @@
 //! [`Images::image`] is a slice of the mapped file. Where a file cannot be
 //! mapped, it is read into memory instead, and bytes already in memory (for
 //! example decompressed from a `.gz`) are accepted by the `from_bytes`
-//! constructors. A mapped file must not be modified while it is open.
+//! constructors. A mapped file must not be modified while it is open. On
+//! Linux, maps ask for transparent huge pages (`MADV_HUGEPAGE`): a hint
+//! that pages read from disk come in 2 MiB folios, mapped with 2 MiB pages.
 //!
 //! # Example
 //! ```
