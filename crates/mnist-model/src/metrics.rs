@@ -412,7 +412,7 @@ impl<F> Background for PendingEvaluation<'_, F>
 where
     F: RowSource + ?Sized,
 {
-    /// Computes the next few rows (six) not yet taken.
+    /// Computes the next few rows (`EVAL_PIECE`, 24) not yet taken.
     fn piece(&self) -> bool {
         let rows = self.labels.len();
         if self.next.load(Ordering::Relaxed) >= rows {
