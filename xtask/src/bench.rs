@@ -592,7 +592,7 @@ fn after_fields(line: &str, n: usize) -> Option<&str> {
 ///
 /// That depends on the page cache's folios, that is on how the file was
 /// written (see `cargo xtask fetch-data`), and it changes the trainer's
-/// time by about 10%: so each bench says it.
+/// time by 7% to 14% here: so each bench says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HugePages {
     /// KiB of the map in 2 MiB pages (`FilePmdMapped`).
@@ -670,7 +670,7 @@ impl HugePages {
         if self.huge_kib * 2 < self.size_kib {
             line.push_str(
                 " (the page cache holds the file in small folios, as files written in small pieces are; \
-                 `cargo xtask fetch-data --force` rewrites it in 2 MiB pieces, for 7% to 10% less training time here)",
+                 `cargo xtask fetch-data --force` rewrites it in 2 MiB pieces, which took 6% to 12% off the training time here)",
             );
         }
         line

@@ -5,10 +5,11 @@
 //! whole, aligned 2 MiB leaves one 2 MiB folio (on filesystems with large
 //! folios, such as ext4 and XFS on recent kernels). A memory map of the file
 //! then maps each 2 MiB folio with one huge page instead of 512 small ones.
-//! The trainer reads images in a random order, one or two pages apart, so
-//! with small pages nearly every image costs a TLB miss; with huge pages the
-//! whole training set needs 24 entries. Writing the datasets this way made
-//! the same trainer's epochs about 10% faster (see BENCHMARKS.md).
+//! The trainer reads images in a random order from all over the file, so
+//! with 4 KiB pages nearly every image costs a TLB miss; with 2 MiB pages
+//! the whole training set needs 24 TLB entries. Writing the datasets this
+//! way took 6% to 12% off the same trainer's training time (see
+//! BENCHMARKS.md).
 
 use std::io::{self, Write};
 
