@@ -7,11 +7,12 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use mnist_data::{
-    split_indices, Dataset, Holdout, LazyBatch, Loader, LoaderConfig, Part, Preprocess,
+    split_indices, Dataset, Holdout, LazyBatch, Loader, LoaderConfig, Part, PendingOrder,
+    Preprocess,
 };
 use mnist_model::{
-    evaluate, CosineWarmRestarts, Evaluation, Head, Init, LinearModel, LrSchedule, Mlp, MlpTrainer,
-    Model, PendingEvaluation, Product, RowSource, Sgd, StepScratch, Warmup,
+    evaluate, Background, CosineWarmRestarts, Evaluation, Head, Init, LinearModel, LrSchedule, Mlp,
+    MlpTrainer, Model, PendingEvaluation, Product, RowSource, Sgd, StepScratch, Warmup,
 };
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -478,23 +479,41 @@ pub fn run(given: &TrainArgs) -> Result<()> {
         on => (None, Some(on)),
     };
     let mut pending: Option<(EpochRecord, PendingEvaluation<'_, BatchRows<'_>>)> = None;
+    // With the evaluation in the background, the next epoch's order is
+    // drawn there too (the same order as drawn when the epoch begins).
+    let mut prepared: Option<PendingOrder> = None;
     let mut last_eval = None;
     for epoch in first_epoch..args.epochs {
         let lr = plan.schedule.lr(epoch);
         log.line(&format!("Set learning rate to {lr:.5}"));
-        let mut run_epoch = || {
+        let this_order = prepared.take();
+        let next_order = (beside_rows.is_some() && epoch + 1 < args.epochs)
+            .then(|| loader.prepare_epoch(epoch + 1));
+        let run_epoch = || {
             let epoch_run = EpochRun {
                 epoch,
                 lr,
                 interrupted: &interrupted,
                 log_every: args.log_every,
             };
-            epoch_run.train(&mut learner, &mut loader, &mut iterations, &mut log)
+            epoch_run.train(
+                &mut learner,
+                &mut loader,
+                this_order,
+                &mut iterations,
+                &mut log,
+            )
         };
-        let trained = match &pending {
-            Some((_, evaluation)) => mnist_model::with_background(evaluation, run_epoch),
-            None => run_epoch(),
+        let meanwhile = Meanwhile {
+            evaluation: pending.as_ref().map(|(_, evaluation)| evaluation),
+            order: next_order.as_ref(),
         };
+        let trained = if meanwhile.evaluation.is_some() || meanwhile.order.is_some() {
+            mnist_model::with_background(&meanwhile, run_epoch)
+        } else {
+            run_epoch()
+        };
+        prepared = next_order;
         // The previous epoch's line first, whatever happened in this one.
         if let Some((record, evaluation)) = pending.take() {
             conclude(record, &evaluation.finish()?, &mut log, &mut epochs);
@@ -602,6 +621,19 @@ pub fn run(given: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// What threads that would wait do during an epoch: pieces of the previous
+/// epoch's evaluation, then of the next epoch's order.
+struct Meanwhile<'a, 'b> {
+    evaluation: Option<&'a PendingEvaluation<'b, BatchRows<'b>>>,
+    order: Option<&'a PendingOrder>,
+}
+
+impl Background for Meanwhile<'_, '_> {
+    fn piece(&self) -> bool {
+        self.evaluation.is_some_and(|e| e.piece()) || self.order.is_some_and(|o| o.piece())
+    }
+}
+
 /// One epoch of training.
 struct EpochRun<'a> {
     epoch: usize,
@@ -611,13 +643,14 @@ struct EpochRun<'a> {
 }
 
 impl EpochRun<'_> {
-    /// Shuffles and trains one epoch, logging and keeping each batch's loss:
-    /// the number of batches and the sum of their losses, or `None` if
-    /// interrupted.
+    /// Shuffles (or takes the order `prepared` for this epoch) and trains
+    /// one epoch, logging and keeping each batch's loss: the number of
+    /// batches and the sum of their losses, or `None` if interrupted.
     fn train(
         &self,
         learner: &mut Learner,
         loader: &mut Loader<'_>,
+        prepared: Option<PendingOrder>,
         iterations: &mut Vec<(usize, f64)>,
         log: &mut Log,
     ) -> Result<Option<(usize, f64)>> {
@@ -627,7 +660,10 @@ impl EpochRun<'_> {
             interrupted,
             log_every,
         } = *self;
-        loader.begin_epoch(epoch);
+        match prepared {
+            Some(order) if order.epoch() == epoch => loader.begin_prepared_epoch(order),
+            _ => loader.begin_epoch(epoch),
+        }
         let mut batch_in_epoch = 0;
         let mut loss_sum = 0.0;
         loop {

@@ -48,6 +48,6 @@ mod split;
 
 pub use dataset::{one_hot_into, Dataset, Part, CLASSES};
 pub use error::{Error, Result};
-pub use loader::{Batch, LazyBatch, Loader, LoaderConfig};
+pub use loader::{Batch, LazyBatch, Loader, LoaderConfig, PendingOrder};
 pub use preprocess::{Normalization, Preprocess};
 pub use split::{split_indices, Holdout};

@@ -1,6 +1,8 @@
 use ndarray::{Array2, ArrayView2};
+use std::sync::{Mutex, PoisonError};
+
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::dataset::{one_hot_into, Dataset};
@@ -92,6 +94,8 @@ pub struct Loader<'d> {
     /// loader over the whole dataset keeps one index per sample, its order).
     base: Option<Vec<u32>>,
     order: Vec<u32>,
+    /// The buffer of an order taken before, for the next one to prepare.
+    spare: Vec<u32>,
     cursor: usize,
     features: usize,
     x: Vec<f32>,
@@ -167,6 +171,7 @@ impl<'d> Loader<'d> {
             data,
             pre,
             order,
+            spare: Vec::new(),
             base,
             cursor: 0,
             features,
@@ -209,19 +214,81 @@ impl<'d> Loader<'d> {
 
     /// Starts epoch `epoch`: draws its order and rewinds.
     pub fn begin_epoch(&mut self, epoch: usize) {
-        match &self.base {
-            Some(base) => self.order.copy_from_slice(base),
-            None => {
-                for (slot, i) in self.order.iter_mut().zip(0u32..) {
-                    *slot = i;
-                }
-            }
-        }
+        let mut order = std::mem::take(&mut self.order);
+        self.unshuffled(&mut order);
+        self.order = order;
         if self.config.shuffle {
-            let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
-            rng.set_stream(epoch as u64);
+            let mut rng = self.epoch_rng(epoch);
             self.order.shuffle(&mut rng);
         }
+        self.cursor = 0;
+    }
+
+    /// The order's random numbers for `epoch`: from the seed and the epoch
+    /// alone.
+    fn epoch_rng(&self, epoch: usize) -> ChaCha8Rng {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
+        rng.set_stream(epoch as u64);
+        rng
+    }
+
+    /// The samples in their unshuffled order, into `order` (cleared
+    /// first).
+    fn unshuffled(&self, order: &mut Vec<u32>) {
+        order.clear();
+        match &self.base {
+            Some(base) => order.extend_from_slice(base),
+            // Without a subset, every sample (fewer than 2^32: checked in
+            // `new`).
+            None => order.extend((0..self.data.len()).map(|i| i as u32)),
+        }
+    }
+
+    /// Epoch `epoch`'s order, to be drawn a piece at a time (by threads
+    /// that would otherwise wait, say during the epoch before) and then
+    /// taken by [`begin_prepared_epoch`](Self::begin_prepared_epoch): the
+    /// same order as [`begin_epoch`](Self::begin_epoch) draws, element for
+    /// element, however the pieces fall. Reuses the buffer of an order
+    /// taken before.
+    pub fn prepare_epoch(&mut self, epoch: usize) -> PendingOrder {
+        let mut order = std::mem::take(&mut self.spare);
+        self.unshuffled(&mut order);
+        // `SliceRandom::shuffle` swaps position `i` with a draw from
+        // `0..=i`, for `i` from the last position down to 1.
+        let left = if self.config.shuffle {
+            order.len().saturating_sub(1)
+        } else {
+            0
+        };
+        PendingOrder {
+            epoch,
+            state: Mutex::new(Shuffle {
+                order,
+                left,
+                rng: self.epoch_rng(epoch),
+            }),
+        }
+    }
+
+    /// Starts the epoch `pending` was prepared for, drawing what is left of
+    /// its order, and rewinds; the same as
+    /// [`begin_epoch`](Self::begin_epoch) for that epoch.
+    ///
+    /// # Panics
+    /// When `pending` was prepared by a loader over another number of
+    /// samples: a programming error.
+    pub fn begin_prepared_epoch(&mut self, pending: PendingOrder) {
+        let mut shuffle = pending
+            .state
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(
+            shuffle.order.len(),
+            self.order.len(),
+            "an order prepared by another loader"
+        );
+        shuffle.draw(usize::MAX);
+        self.spare = std::mem::replace(&mut self.order, shuffle.order);
         self.cursor = 0;
     }
 
@@ -301,6 +368,65 @@ impl<'d> Loader<'d> {
             .collect::<Option<Vec<u32>>>()?;
         gather(data, pre, &rows, out.as_slice_mut()?, f);
         Some(out)
+    }
+}
+
+/// An epoch's order being drawn ahead of time, a piece at a time: see
+/// [`Loader::prepare_epoch`].
+///
+/// It is `Sync`: several threads may ask for pieces; they are drawn one
+/// after the other, in the order [`Loader::begin_epoch`] draws them, so the
+/// result never depends on who drew which piece.
+#[derive(Debug)]
+pub struct PendingOrder {
+    epoch: usize,
+    state: Mutex<Shuffle>,
+}
+
+impl PendingOrder {
+    /// Swaps per piece: a few microseconds' work.
+    const PIECE: usize = 768;
+
+    /// The epoch this order is for.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// Draws the next few positions of the order and returns `true`, or
+    /// returns `false` when none are left or another thread is drawing.
+    pub fn piece(&self) -> bool {
+        match self.state.try_lock() {
+            Ok(mut shuffle) => shuffle.draw(Self::PIECE),
+            Err(_) => false,
+        }
+    }
+}
+
+/// A Fisher-Yates shuffle under way, exactly as `SliceRandom::shuffle`
+/// runs it: position `i` swapped with a draw from `0..=i`, for `i` from
+/// `left` down to 1.
+#[derive(Debug)]
+struct Shuffle {
+    order: Vec<u32>,
+    /// Positions left to draw: `left..=1`, from the top.
+    left: usize,
+    rng: ChaCha8Rng,
+}
+
+impl Shuffle {
+    /// Draws up to `n` positions; whether any were drawn.
+    fn draw(&mut self, n: usize) -> bool {
+        let start = self.left;
+        let stop = start.saturating_sub(n);
+        for i in (stop + 1..=start).rev() {
+            // `gen_range` on `u32`, as `shuffle` draws for slices shorter
+            // than 2^32 (a loader indexes its samples with `u32`).
+            let bound = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            let j = self.rng.gen_range(0..bound) as usize;
+            self.order.swap(i, j);
+        }
+        self.left = stop;
+        start > stop
     }
 }
 

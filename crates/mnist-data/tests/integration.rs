@@ -324,3 +324,68 @@ proptest! {
         prop_assert!(lazy.next_lazy().is_none());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// An order prepared ahead and drawn in pieces, from two threads at
+    /// once or partly, is the order `begin_epoch` draws, element for
+    /// element, epoch after epoch (the buffers reused), with and without
+    /// shuffling, over all samples or a subset.
+    #[test]
+    fn prepared_orders_equal_drawn_orders(n in 1usize..3000, seed: u64, shuffle: bool, subset: bool, pieces in 0usize..8) {
+        let data = dataset(n);
+        let config = LoaderConfig { batch_size: 7, shuffle, drop_last: false, seed };
+        let pre = Preprocess::default();
+        let make = || {
+            if subset {
+                let picked: Vec<usize> = (0..n).rev().step_by(2).collect();
+                Loader::with_indices(&data, pre.clone(), config.clone(), &picked).unwrap()
+            } else {
+                Loader::new(&data, pre.clone(), config.clone()).unwrap()
+            }
+        };
+        let (mut drawn, mut prepared) = (make(), make());
+        for epoch in 0..3 {
+            drawn.begin_epoch(epoch);
+            let pending = prepared.prepare_epoch(epoch);
+            prop_assert_eq!(pending.epoch(), epoch);
+            std::thread::scope(|scope| {
+                for _ in 0..2 {
+                    scope.spawn(|| {
+                        for _ in 0..pieces {
+                            pending.piece();
+                        }
+                    });
+                }
+            });
+            prepared.begin_prepared_epoch(pending);
+            prop_assert_eq!(prepared.order(), drawn.order());
+            let first = prepared.next_batch().unwrap().indices.to_vec();
+            prop_assert_eq!(&first[..], &drawn.order()[..first.len()]);
+        }
+    }
+}
+
+#[test]
+fn a_prepared_order_is_drawn_to_the_end_and_then_has_no_pieces() {
+    let data = dataset(5000);
+    let config = LoaderConfig {
+        seed: 3,
+        ..LoaderConfig::default()
+    };
+    let mut loader = Loader::new(&data, Preprocess::default(), config).unwrap();
+    let pending = loader.prepare_epoch(4);
+    let mut pieces = 0;
+    while pending.piece() {
+        pieces += 1;
+    }
+    // 4,999 swaps, 768 a piece.
+    assert_eq!(pieces, 7);
+    assert!(!pending.piece());
+    loader.begin_prepared_epoch(pending);
+    let taken = loader.order().to_vec();
+    loader.begin_epoch(4);
+    assert_eq!(taken, loader.order());
+    assert_ne!(taken, (0..5000).collect::<Vec<u32>>());
+}
