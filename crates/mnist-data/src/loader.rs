@@ -1,6 +1,6 @@
-use ndarray::{Array2, ArrayView2};
 use std::sync::{Mutex, PoisonError};
 
+use ndarray::{Array2, ArrayView2};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
