@@ -42,12 +42,14 @@
 
 mod dataset;
 mod error;
+mod fingerprint;
 mod loader;
 mod preprocess;
 mod split;
 
 pub use dataset::{one_hot_into, Dataset, Part, CLASSES};
 pub use error::{Error, Result};
+pub use fingerprint::{BadFingerprint, Fingerprint};
 pub use loader::{Batch, LazyBatch, Loader, LoaderConfig, PendingOrder};
 pub use preprocess::{Normalization, Preprocess};
 pub use split::{split_indices, Holdout};

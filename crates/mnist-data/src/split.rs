@@ -20,13 +20,27 @@ impl Holdout {
     /// The number of held-out samples out of `len`.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when the fraction is not in `[0, 1)` or the
-    /// hold-out would leave no training sample.
+    /// [`Error::InvalidConfig`] when the fraction is not in `[0, 1)`, when a
+    /// fraction above 0 holds out less than one sample, or when the hold-out
+    /// would leave no training sample.
     pub fn count(self, len: usize) -> Result<usize> {
         let n = match self {
             Holdout::None => 0,
             Holdout::Count(n) => n,
-            Holdout::Fraction(f) if (0.0..1.0).contains(&f) => (len as f64 * f).floor() as usize,
+            Holdout::Fraction(f) if f > 0.0 && f < 1.0 => {
+                let n = (len as f64 * f).floor() as usize;
+                if n == 0 {
+                    return Err(Error::InvalidConfig {
+                        name: "validation fraction",
+                        reason: format!(
+                            "{f} of {len} samples is less than one sample; hold out at least {}",
+                            1.0 / len as f64
+                        ),
+                    });
+                }
+                n
+            }
+            Holdout::Fraction(0.0) => 0,
             Holdout::Fraction(f) => {
                 return Err(Error::InvalidConfig {
                     name: "validation fraction",
@@ -63,4 +77,22 @@ pub fn split_indices(len: usize, holdout: Holdout, seed: u64) -> Result<(Vec<usi
     all.sort_unstable();
     val.sort_unstable();
     Ok((all, val))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fraction_under_one_sample_is_refused_not_dropped() {
+        let err = Holdout::Fraction(0.000016).count(60_000).err();
+        assert!(
+            err.is_some_and(|e| e.to_string().contains("less than one sample")),
+            "0.000016 of 60000 is 0.96 samples"
+        );
+        assert!(Holdout::Fraction(0.5).count(1).is_err());
+        assert_eq!(Holdout::Fraction(0.000017).count(60_000).ok(), Some(1));
+        assert_eq!(Holdout::Fraction(0.0).count(60_000).ok(), Some(0));
+        assert_eq!(Holdout::None.count(1).ok(), Some(0));
+    }
 }
