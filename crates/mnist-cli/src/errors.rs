@@ -10,7 +10,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::data::{check_model_fits, class_names, open_part};
-use crate::output::{check_writable, write_atomic};
+use crate::output::write_atomic;
+use crate::paths::Files;
 use crate::plot::{encode_png, register_fonts, Format};
 use crate::train::EvalSet;
 
@@ -46,7 +47,12 @@ pub fn run(args: &ErrorsArgs) -> Result<()> {
     if args.max == 0 {
         bail!("--max 0: must be at least 1");
     }
-    check_writable("-o", &args.output)?;
+    let mut files = Files::new();
+    files.input("--model", &args.model)?;
+    let (images, labels) = Part::Test.paths(&args.data_dir);
+    files.input("--data-dir", &images)?;
+    files.input("--data-dir", &labels)?;
+    let output = files.output_file("-o", &args.output)?;
     let model = Model::load(&args.model)?;
     let test = open_part(&args.data_dir, Part::Test)?;
     let pre = Preprocess::default();
@@ -87,7 +93,7 @@ pub fn run(args: &ErrorsArgs) -> Result<()> {
         )
     };
     let bytes = draw_grid(&title, &shown)?;
-    write_atomic(&args.output, &bytes)?;
+    write_atomic(&output, &bytes)?;
     say!(
         "{} of {} test digits misclassified; {} drawn in {}",
         wrong.len(),

@@ -10,7 +10,7 @@ use mnist_model::Model;
 use serde::Serialize;
 
 use crate::data::{check_model_fits, class_names, open_part};
-use crate::output::check_writable;
+use crate::paths::Files;
 use crate::report::TestReport;
 use crate::train::{write_report, EvalSet};
 
@@ -44,9 +44,15 @@ struct EvalTiming {
 
 /// Runs `mnist eval`.
 pub fn run(args: &EvalArgs) -> Result<()> {
-    if let Some(path) = &args.report {
-        check_writable("--report", path)?;
-    }
+    let mut files = Files::new();
+    files.input("--model", &args.model)?;
+    let (images, labels) = Part::Test.paths(&args.data_dir);
+    files.input("--data-dir", &images)?;
+    files.input("--data-dir", &labels)?;
+    let report_file = match &args.report {
+        Some(path) => Some(files.output_file("--report", path)?),
+        None => None,
+    };
     let t_load = Instant::now();
     // The model's errors name the file.
     let model = Model::load(&args.model)?;
@@ -70,9 +76,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         report.samples
     );
     say_raw!("{}", report.render());
-    if let Some(path) = &args.report {
+    if let (Some(path), Some(real)) = (&args.report, &report_file) {
         write_report(
             path,
+            real,
             &EvalReport {
                 command: "eval",
                 config: args,

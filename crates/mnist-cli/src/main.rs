@@ -29,6 +29,7 @@ mod errors;
 mod eval;
 mod inspect;
 mod output;
+mod paths;
 mod plot;
 mod predict;
 mod progress;
@@ -79,13 +80,15 @@ fn main() -> ExitCode {
         None => {
             let mut args = cli.train;
             args.apply_preset(&matches);
-            train::run(&args)
+            train::run(&args, &matches)
         }
         Some(Command::Train(mut args)) => {
-            if let Some(("train", sub)) = matches.subcommand() {
-                args.apply_preset(sub);
-            }
-            train::run(&args)
+            let sub = match matches.subcommand() {
+                Some(("train", sub)) => sub,
+                _ => &matches,
+            };
+            args.apply_preset(sub);
+            train::run(&args, sub)
         }
         Some(Command::Eval(args)) => eval::run(&args),
         Some(Command::Inspect(args)) => inspect::run(&args),

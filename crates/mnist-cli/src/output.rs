@@ -1,5 +1,4 @@
-//! Writing files so that a crash never leaves half of one, and checking
-//! before a long run that they can be written at all.
+//! Writing files so that a crash never leaves half of one.
 
 use std::io::Write;
 use std::path::Path;
@@ -12,33 +11,6 @@ fn parent_dir(path: &Path) -> &Path {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
-}
-
-/// Checks that `path` can be written, by creating and removing a temporary
-/// file beside it; `flag` names the option the path came from.
-pub fn check_writable(flag: &str, path: &Path) -> Result<()> {
-    let dir = parent_dir(path);
-    if !dir.is_dir() {
-        anyhow::bail!(
-            "{flag} {}: directory {} does not exist",
-            path.display(),
-            dir.display()
-        );
-    }
-    if path.is_dir() {
-        anyhow::bail!("{flag} {}: is a directory", path.display());
-    }
-    tempfile::Builder::new()
-        .prefix(".mnist-check-")
-        .tempfile_in(dir)
-        .with_context(|| {
-            format!(
-                "{flag} {}: cannot write in {}",
-                path.display(),
-                dir.display()
-            )
-        })?;
-    Ok(())
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory,
@@ -55,8 +27,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .and_then(|()| readable_by_all(tmp.as_file()))
         .and_then(|()| tmp.as_file().sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
+    // The error's own message repeats its cause: report the cause once.
     tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error))?;
     Ok(())
 }
 

@@ -11,7 +11,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Deserialize;
 
-use crate::output::{check_writable, write_atomic};
+use crate::output::write_atomic;
+use crate::paths::Files;
 use crate::report::EpochRecord;
 
 /// Arguments of `mnist plot`.
@@ -234,7 +235,9 @@ fn confusion(path: &Path, report: Report) -> Result<Confusion> {
 /// Runs `mnist plot`.
 pub fn run(args: &PlotArgs) -> Result<()> {
     let format = Format::of("-o", &args.output, &[Format::Svg, Format::Png])?;
-    check_writable("-o", &args.output)?;
+    let mut files = Files::new();
+    files.input("REPORT", &args.report)?;
+    let output = files.output_file("-o", &args.output)?;
     let report = read_report(&args.report)?;
     let bytes = if args.confusion {
         let c = confusion(&args.report, report)?;
@@ -254,7 +257,7 @@ pub fn run(args: &PlotArgs) -> Result<()> {
             |root| draw_curves(root, &c),
         )?
     };
-    write_atomic(&args.output, &bytes)?;
+    write_atomic(&output, &bytes)?;
     say!("wrote {}", args.output.display());
     Ok(())
 }

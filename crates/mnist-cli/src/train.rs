@@ -22,9 +22,10 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::checkpoint::{prepare_dir, Checkpoint, Velocity};
+use crate::checkpoint::{Checkpoint, Velocity, FILE as CHECKPOINT_FILE};
 use crate::data::{class_names, open_part};
-use crate::output::{check_writable, write_atomic};
+use crate::output::write_atomic;
+use crate::paths::{real_location, Files};
 use crate::progress::Log;
 use crate::report::{EpochRecord, TestReport, Timing};
 
@@ -63,14 +64,14 @@ pub enum Preset {
     Mlp,
 }
 
-/// The settings a resumed run takes from its checkpoint.
-const FROM_CHECKPOINT: [&str; 15] = [
+/// The settings a resumed run takes from its checkpoint: given again, each
+/// must equal the checkpoint's (`--epochs` may grow).
+pub const FROM_CHECKPOINT: [&str; 14] = [
     "preset",
     "head",
     "hidden",
     "momentum",
     "weight_decay",
-    "data_dir",
     "epochs",
     "batch_size",
     "lr_min",
@@ -107,7 +108,9 @@ pub struct TrainArgs {
     /// Warm-up factors as EPOCH:FACTOR pairs; each holds until the next.
     #[arg(long, default_value = "0:0.01,1:0.1,2:1")]
     pub warmup: String,
-    /// Initial weights.
+    /// Initial weights of the output layer of a model without a hidden
+    /// layer (a network with --hidden is He-initialised, so --init zeros
+    /// with --hidden is refused).
     #[arg(long, value_enum, default_value_t = InitArg::Normal)]
     pub init: InitArg,
     /// Seed of the initial weights, the shuffles and the validation split.
@@ -142,14 +145,24 @@ pub struct TrainArgs {
     /// Start from a named set of settings; explicit flags override it.
     #[arg(long, value_enum)]
     pub preset: Option<Preset>,
-    /// Write a checkpoint into DIR after every epoch.
+    /// Write a checkpoint into DIR after every epoch (DIR is created; its
+    /// parent must exist). A DIR holding another run's checkpoint is
+    /// refused: resume it, or pass --overwrite-checkpoint.
     #[arg(long, value_name = "DIR")]
     #[serde(skip)]
     pub checkpoint_dir: Option<PathBuf>,
-    /// Continue the run whose checkpoints are in DIR, with its settings, and
-    /// keep checkpointing there; ends with the same model as a run that was
-    /// never interrupted.
-    #[arg(long, value_name = "DIR", conflicts_with_all = FROM_CHECKPOINT)]
+    /// Start over in a --checkpoint-dir that holds a checkpoint, replacing
+    /// it.
+    #[arg(long)]
+    #[serde(skip)]
+    pub overwrite_checkpoint: bool,
+    /// Continue the run whose checkpoints are in DIR, with its settings and
+    /// outputs, and keep checkpointing there; ends with the same model as a
+    /// run that was never interrupted. The original command line plus
+    /// --resume works: settings given again must equal the checkpoint's,
+    /// except a larger --epochs, which trains on; --data-dir may point
+    /// elsewhere if it holds the same dataset.
+    #[arg(long, value_name = "DIR")]
     #[serde(skip)]
     pub resume: Option<PathBuf>,
     /// Print only the final results.
@@ -251,18 +264,11 @@ impl TrainArgs {
             if !(1..=100_000).contains(&h) {
                 bail!("--hidden {h}: must be between 1 and 100000");
             }
-        }
-        if let (Some(save), Some(report)) = (&self.save, &self.report) {
-            if save == report {
+            if self.init == InitArg::Zeros {
                 bail!(
-                    "--save and --report both name {}: give them different files",
-                    save.display()
+                    "--init zeros with --hidden {h}: a hidden layer is He-initialised \
+                     (from zeros its units would all stay the same); drop --init zeros"
                 );
-            }
-        }
-        for (flag, path) in [("--save", &self.save), ("--report", &self.report)] {
-            if let Some(path) = path {
-                check_writable(flag, path)?;
             }
         }
         let init = match self.init {
@@ -336,28 +342,93 @@ impl EvalSet {
     }
 }
 
-/// Runs `mnist train`.
-pub fn run(given: &TrainArgs) -> Result<()> {
-    // A resumed run takes its settings from the checkpoint, and the outputs
-    // from the command line.
+/// Where a run's files really are, checked against each other before any
+/// data is read (see [`crate::paths`]).
+struct RunFiles {
+    /// The dataset folder.
+    data_dir: PathBuf,
+    save: Option<PathBuf>,
+    report: Option<PathBuf>,
+    checkpoint_dir: Option<PathBuf>,
+}
+
+impl RunFiles {
+    /// Resolves and checks every input and output of `args`; `resume` is
+    /// the checkpoint folder resumed from, if any.
+    fn new(args: &TrainArgs, resume: Option<&Path>) -> Result<Self> {
+        let mut files = Files::new();
+        for part in [Part::Train, Part::Test] {
+            let (images, labels) = part.paths(&args.data_dir);
+            files.input("--data-dir", &images)?;
+            files.input("--data-dir", &labels)?;
+        }
+        let resumed_file = resume.map(|dir| real_location(&Checkpoint::path(dir)));
+        let checkpoint_dir = match &args.checkpoint_dir {
+            Some(dir) => {
+                let real = files.output_dir("--checkpoint-dir", dir, CHECKPOINT_FILE)?;
+                let file = Checkpoint::path(&real);
+                let continues = resumed_file
+                    .as_ref()
+                    .is_some_and(|r| r.as_ref().ok() == Some(&file));
+                if file.exists() && !continues && !args.overwrite_checkpoint {
+                    bail!(
+                        "--checkpoint-dir {}: holds another run's checkpoint; continue it with \
+                         --resume {}, choose another folder, or pass --overwrite-checkpoint \
+                         to start over",
+                        dir.display(),
+                        dir.display()
+                    );
+                }
+                Some(real)
+            }
+            None => None,
+        };
+        if let (Some(dir), Some(Ok(real))) = (resume, &resumed_file) {
+            let same = checkpoint_dir
+                .as_ref()
+                .is_some_and(|d| Checkpoint::path(d) == *real);
+            if !same {
+                files.input("--resume", &Checkpoint::path(dir))?;
+            }
+        }
+        let save = match &args.save {
+            Some(path) => Some(files.output_file("--save", path)?),
+            None => None,
+        };
+        let report = match &args.report {
+            Some(path) => Some(files.output_file("--report", path)?),
+            None => None,
+        };
+        Ok(Self {
+            data_dir: real_location(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone()),
+            save,
+            report,
+            checkpoint_dir,
+        })
+    }
+}
+
+/// Runs `mnist train`; `matches` tells which flags the command line gave.
+pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
+    // A resumed run takes its settings and outputs from the checkpoint,
+    // unless the command line gives them.
     let (args, resumed) = match &given.resume {
         Some(dir) => {
             let (ck, model, velocity) = Checkpoint::load(dir)?;
-            let mut args = ck.config.clone();
-            args.save.clone_from(&given.save);
-            args.report.clone_from(&given.report);
-            args.quiet = given.quiet;
-            args.log_every = given.log_every;
-            args.checkpoint_dir = Some(given.checkpoint_dir.clone().unwrap_or_else(|| dir.clone()));
+            let args = ck.settings(given, matches, dir)?;
             (args, Some((ck, model, velocity)))
         }
         None => (given.clone(), None),
     };
     let args = &args;
     let plan = args.plan()?;
-    if let Some(dir) = &args.checkpoint_dir {
-        prepare_dir(dir)?;
-    }
+    let files = RunFiles::new(args, given.resume.as_deref())?;
+    // Checkpoints record where the data and the outputs are, so that a run
+    // resumed from another folder finds and writes the same files.
+    let mut recorded = args.clone();
+    recorded.data_dir.clone_from(&files.data_dir);
+    recorded.save.clone_from(&files.save);
+    recorded.report.clone_from(&files.report);
     let interrupted = interrupt_flag()?;
     let mut log = Log::new(args.quiet);
     log.line(&format!("seed {}", args.seed));
@@ -374,6 +445,7 @@ pub fn run(given: &TrainArgs) -> Result<()> {
         );
     }
     let names = class_names(&args.data_dir, train.classes());
+    let dataset = train.fingerprint().to_string();
     let pre = Preprocess::default();
     // Index lists only for a held-out split: a loader over the whole
     // training set keeps just its order, 4 bytes a sample.
@@ -418,6 +490,7 @@ pub fn run(given: &TrainArgs) -> Result<()> {
 
     let (mut learner, mut epochs, mut iterations) = match resumed {
         Some((ck, model, velocity)) => {
+            ck.check_dataset(&dataset, &args.data_dir)?;
             if model.features() != loader.features() || model.classes() != train.classes() {
                 bail!(
                     "--resume: the checkpoint's model takes {} features and {} classes, the data gives {} and {}",
@@ -545,15 +618,16 @@ pub fn run(given: &TrainArgs) -> Result<()> {
         let eval = learner.evaluate(on)?;
         conclude(record, &eval, &mut log, &mut epochs);
         last_eval = Some(eval);
-        if let Some(dir) = &args.checkpoint_dir {
+        if let (Some(dir), Some(real)) = (&args.checkpoint_dir, &files.checkpoint_dir) {
             Checkpoint::new(
-                args,
+                &recorded,
+                &dataset,
                 &learner.snapshot(),
                 learner.velocity(),
                 &epochs,
                 &iterations,
             )?
-            .save(dir)?;
+            .save(dir, real)?;
         }
     }
     if let Some((record, evaluation)) = pending.take() {
@@ -588,13 +662,13 @@ pub fn run(given: &TrainArgs) -> Result<()> {
         mnist_model::kernel_path()
     );
 
-    if let Some(path) = &args.save {
+    if let (Some(path), Some(real)) = (&args.save, &files.save) {
         model
-            .save(path)
+            .save(real)
             .with_context(|| format!("--save {}", path.display()))?;
         say!("model saved to {}", path.display());
     }
-    if let Some(path) = &args.report {
+    if let (Some(path), Some(real)) = (&args.report, &files.report) {
         let report = TrainReport {
             command: "train",
             config: args,
@@ -616,7 +690,7 @@ pub fn run(given: &TrainArgs) -> Result<()> {
                 test_seconds,
             },
         };
-        write_report(path, &report)?;
+        write_report(path, real, &report)?;
     }
     Ok(())
 }
@@ -727,10 +801,11 @@ fn conclude(
     epochs.push(record);
 }
 
-/// Serialises `report` and writes it atomically to `path`.
-pub fn write_report(path: &Path, report: &impl Serialize) -> Result<()> {
+/// Serialises `report` and writes it atomically to `real`, where `path`
+/// (as given to `--report`) really is.
+pub fn write_report(path: &Path, real: &Path, report: &impl Serialize) -> Result<()> {
     let json = serde_json::to_vec_pretty(report).context("serialising the report")?;
-    write_atomic(path, &json).with_context(|| format!("--report {}", path.display()))?;
+    write_atomic(real, &json).with_context(|| format!("--report {}", path.display()))?;
     say!("report written to {}", path.display());
     Ok(())
 }
@@ -749,8 +824,12 @@ impl std::fmt::Display for Interrupted {
         match &self.checkpoint_dir {
             Some(dir) if self.epoch > 0 => write!(
                 f,
-                "{} epochs are saved in {}: continue with `mnist train --resume {}`",
-                self.epoch,
+                "{} saved in {}: continue with `mnist train --resume {}`",
+                if self.epoch == 1 {
+                    "1 epoch is".to_string()
+                } else {
+                    format!("{} epochs are", self.epoch)
+                },
                 dir.display(),
                 dir.display()
             ),

@@ -454,8 +454,7 @@ fn a_killed_run_resumes_to_the_same_model_bit_for_bit() {
 
     // Settings cannot be changed on resume.
     let o = mnist(&["train", "--resume", ckpt.to_str().unwrap(), "--seed", "1"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--seed"), "{}", stderr(&o));
+    assert_rejected(&o, "--seed 1: the checkpoint in");
 }
 
 #[test]
@@ -480,6 +479,62 @@ fn ctrl_c_stops_at_once_and_says_how_to_resume() {
     assert!(!model.exists(), "no model saved from an interrupted run");
     let done = checkpoint_epochs(&ckpt).unwrap();
     assert!(err.contains(&format!("{done} epochs are saved")), "{err}");
+}
+
+/// The hint an interrupted run prints finishes it as asked: the recorded
+/// `--save` and `--report` are written, and the report equals an
+/// uninterrupted run's apart from timing (every loss read back from the
+/// checkpoint bit for bit).
+#[test]
+fn the_printed_resume_hint_finishes_the_run_as_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 400, 50).unwrap();
+    let whole = dir.path().join("whole.json");
+    let whole_report = dir.path().join("whole-report.json");
+    let mut args = vec![
+        "train",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--save",
+        whole.to_str().unwrap(),
+        "--report",
+        whole_report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(LONG);
+    let o = mnist(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let ckpt = dir.path().join("ckpt");
+    let model = dir.path().join("model.json");
+    let report = dir.path().join("report.json");
+    let mut extra = LONG.to_vec();
+    extra.extend_from_slice(&[
+        "--save",
+        model.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let o = interrupt_after_two_epochs(&data, &ckpt, "-INT", &extra);
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let hint = format!("mnist train --resume {}", ckpt.display());
+    assert!(stderr(&o).contains(&hint), "{}", stderr(&o));
+
+    let o = mnist(&["train", "--resume", ckpt.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&model).unwrap(),
+        std::fs::read(&whole).unwrap()
+    );
+    let results = |path: &Path| {
+        let r: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        serde_json::json!([r["epochs"], r["iterations"], r["test"]])
+    };
+    assert_eq!(results(&report), results(&whole_report));
+    assert!(
+        !stdout(&o).contains("Iter "),
+        "the recorded --log-every 0 holds"
+    );
 }
 
 /// Ctrl-C without checkpoints, while an epoch's evaluation is still being
