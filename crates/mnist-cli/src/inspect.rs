@@ -7,6 +7,8 @@ use anyhow::{bail, Result};
 use clap::Args;
 use mnist_idx::{DataType, IdxFile, Images, Labels, IMAGES_MAGIC, LABELS_MAGIC};
 
+use crate::predict::plural;
+
 /// Arguments of `mnist inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -34,23 +36,37 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         header.magic()
     )?;
     writeln!(out, "dims:     {}", dims.join(" x "))?;
-    let kind = match header.magic() {
-        IMAGES_MAGIC => "images",
-        LABELS_MAGIC => "labels",
-        _ => "values",
+    let count = header.dims()[0];
+    let count = match (header.magic(), header.dims()) {
+        (IMAGES_MAGIC, _) => plural(count, "image"),
+        (LABELS_MAGIC, _) => plural(count, "label"),
+        (_, [_]) => format!("{} of type {}", plural(count, "value"), header.dtype()),
+        (_, [_, rest @ ..]) => {
+            let each: Vec<String> = rest.iter().map(ToString::to_string).collect();
+            format!(
+                "{}, each {} values of type {}",
+                plural(count, "item"),
+                each.join(" x "),
+                header.dtype()
+            )
+        }
+        (_, []) => String::from("none"),
     };
-    writeln!(out, "count:    {} {kind}", header.dims()[0])?;
+    writeln!(out, "count:    {count}")?;
     match header.magic() {
         IMAGES_MAGIC => {
             let images = Images::from_file(file)?;
             if let Some(n) = args.show {
                 let Some(image) = images.image(n) else {
-                    bail!(
-                        "--show {n}: {} has {} images (0 to {})",
-                        args.file.display(),
-                        images.len(),
-                        images.len().saturating_sub(1)
-                    );
+                    match images.len() {
+                        0 => bail!("--show {n}: {} has no images", args.file.display()),
+                        len => bail!(
+                            "--show {n}: {} has {} (0 to {})",
+                            args.file.display(),
+                            plural(len, "image"),
+                            len - 1
+                        ),
+                    }
                 };
                 writeln!(out, "image {n}:")?;
                 out.push_str(&draw(image, images.cols()));
@@ -73,9 +89,9 @@ pub fn run(args: &InspectArgs) -> Result<()> {
                 match labels.get(n) {
                     Some(l) => writeln!(out, "label {n}: {l}")?,
                     None => bail!(
-                        "--show {n}: {} has {} labels",
+                        "--show {n}: {} has {}",
                         args.file.display(),
-                        labels.len()
+                        plural(labels.len(), "label")
                     ),
                 }
             }

@@ -181,8 +181,14 @@ fn curves(path: &Path, report: Report) -> Result<Curves> {
     };
     let epochs = report.epochs.ok_or_else(|| missing("epochs"))?;
     let raw = report.iterations.ok_or_else(|| missing("iterations"))?;
-    if epochs.is_empty() || raw.is_empty() {
+    if epochs.is_empty() {
         bail!("{}: the report has no epochs to plot", path.display());
+    }
+    if raw.is_empty() {
+        bail!(
+            "{}: the report has no iterations (batch losses) to plot",
+            path.display()
+        );
     }
     let finite = epochs.iter().all(|e| {
         [e.lr, e.train_loss, e.val_loss, e.val_accuracy]
@@ -279,6 +285,16 @@ fn padded(values: impl Iterator<Item = f64>) -> Range<f64> {
     lo - pad..hi + pad
 }
 
+/// The label of a tick at an epoch or iteration: a whole number, never
+/// `-0`, and none left of the first.
+fn whole(v: f64) -> String {
+    match v.round() {
+        r if r < 0.0 => String::new(),
+        // `+ 0.0` turns -0 into 0.
+        r => format!("{}", r + 0.0),
+    }
+}
+
 /// A tick label with as many decimals as the axis span calls for.
 fn tick(span: f64) -> impl Fn(&f64) -> String {
     let decimals = if span > 0.0 {
@@ -310,7 +326,7 @@ where
     let epoch_x = epoch_range(&c.epochs);
     let epoch_label = |v: &f64| {
         if (v - v.round()).abs() < 1e-6 {
-            format!("{}", v.round())
+            whole(*v)
         } else {
             String::new()
         }
@@ -334,13 +350,15 @@ where
         .configure_mesh()
         .x_desc("iteration")
         .y_desc("loss")
-        .x_label_formatter(&|v| format!("{v:.0}"))
+        .x_label_formatter(&|v| whole(*v))
         .y_label_formatter(&tick(y.end - y.start))
         .draw()?;
     chart.draw_series(LineSeries::new(c.iterations.iter().copied(), &BLUE))?;
 
     // Validation accuracy per epoch.
+    // An accuracy lies in [0, 1]: the axis does not run past either end.
     let y = padded(c.epochs.iter().map(|e| e.val_accuracy));
+    let y = y.start.max(0.0)..y.end.min(1.0);
     let mut chart = ChartBuilder::on(&areas[1])
         .caption("validation accuracy per epoch", font)
         .margin(12)
@@ -566,4 +584,17 @@ where
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_ticks_are_whole_numbers_never_minus_zero() {
+        assert_eq!(whole(-0.0), "0");
+        assert_eq!(whole(-0.2), "0");
+        assert_eq!(whole(-1.0), "");
+        assert_eq!(whole(3.0), "3");
+    }
 }

@@ -54,6 +54,9 @@ struct Prediction {
     /// True class name, for test-set images.
     #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<String>,
+    /// Index of the true class, for test-set images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label_class: Option<usize>,
     /// The model's outputs, one per class: independent sigmoids in (0, 1)
     /// or a softmax (see `output_kind`).
     outputs: Vec<f32>,
@@ -89,16 +92,19 @@ fn load_image(path: &Path) -> Result<[u8; SIDE * SIDE]> {
     digitize(&gray, w as usize, h as usize).with_context(|| format!("{}", path.display()))
 }
 
-/// Runs `mnist predict`.
+/// Runs `mnist predict`. A picture that cannot be read does not stop the
+/// others: each good one is predicted, each bad one gets its error line,
+/// and the exit status says that some failed.
 pub fn run(args: &PredictArgs) -> Result<()> {
     if args.images.is_empty() && args.indices.is_empty() {
         bail!("nothing to predict: give image files or --index N");
     }
     let model = Model::load(&args.model)?;
     let pre = Preprocess::default();
-    if model.features() != pre.features(SIDE * SIDE) {
+    if !args.images.is_empty() && model.features() != pre.features(SIDE * SIDE) {
         bail!(
-            "--model {}: the model takes {} features, but a 28x28 image gives {}",
+            "--model {}: the model takes {} features, but pictures are digitised to 28 x 28 \
+             images, which give {}",
             args.model.display(),
             model.features(),
             pre.features(SIDE * SIDE)
@@ -107,21 +113,32 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let names = class_names(&args.data_dir, model.classes());
 
     let mut inputs: Vec<(Source, Vec<u8>, Option<usize>)> = Vec::new();
+    let mut failed = Vec::new();
     for path in &args.images {
-        inputs.push((Source::File(path.clone()), load_image(path)?.to_vec(), None));
+        match load_image(path) {
+            Ok(pixels) => inputs.push((Source::File(path.clone()), pixels.to_vec(), None)),
+            Err(err) => failed.push(err),
+        }
     }
     if !args.indices.is_empty() {
         let test = open_part(&args.data_dir, Part::Test)?;
-        if test.pixels() != SIDE * SIDE {
+        let features = pre.features(test.pixels());
+        if features != model.features() {
             bail!(
-                "{}: test images have {} pixels, not 28x28",
+                "--model {}: the model takes {} features, but the test images in {} give {}",
+                args.model.display(),
+                model.features(),
                 args.data_dir.display(),
-                test.pixels()
+                features
             );
         }
         for &i in &args.indices {
             let Some((pixels, label)) = test.get(i) else {
-                bail!("--index {i}: the test set has {} images", test.len());
+                bail!(
+                    "--index {i}: the test set has {} (0 to {})",
+                    plural(test.len(), "image"),
+                    test.len() - 1
+                );
             };
             inputs.push((
                 Source::TestIndex(i),
@@ -131,8 +148,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         }
     }
 
-    let features = pre.features(SIDE * SIDE);
-    let mut x = Array2::<f32>::zeros((inputs.len(), features));
+    let mut x = Array2::<f32>::zeros((inputs.len(), model.features()));
     for ((_, pixels, _), mut row) in inputs.iter().zip(x.rows_mut()) {
         let out = row
             .as_slice_mut()
@@ -158,13 +174,16 @@ pub fn run(args: &PredictArgs) -> Result<()> {
                 predicted: name(predicted_class),
                 predicted_class,
                 label: label.map(name),
+                label_class: label,
                 outputs,
                 normalized,
             }
         })
         .collect();
 
-    if args.json {
+    if predictions.is_empty() {
+        // Every picture failed: nothing to print but the errors.
+    } else if args.json {
         let out = PredictOutput {
             model: &args.model,
             output_kind: model.output_kind(),
@@ -175,7 +194,22 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     } else {
         say_raw!("{}", render(&names, model.output_kind(), &predictions));
     }
-    Ok(())
+    if failed.is_empty() {
+        return Ok(());
+    }
+    for err in &failed {
+        eprintln!("error: {err:#}");
+    }
+    Err(crate::Reported.into())
+}
+
+/// `n` things, with the plural only where it belongs.
+pub fn plural(n: usize, thing: &str) -> String {
+    match n {
+        1 => format!("1 {thing}"),
+        _ if thing.ends_with("ch") || thing.ends_with('s') => format!("{n} {thing}es"),
+        _ => format!("{n} {thing}s"),
+    }
 }
 
 /// Index of the largest value; the first on ties.
@@ -221,10 +255,12 @@ fn render(names: &[String], kind: &str, predictions: &[Prediction]) -> String {
         }
         s.push('\n');
         let output = format!("{kind} output");
-        for (title, values) in [
-            (output.as_str(), &p.outputs),
-            ("normalized to sum 1", &p.normalized),
-        ] {
+        let mut rows = vec![(output.as_str(), &p.outputs)];
+        // A softmax sums to 1 already: its normalised row would repeat it.
+        if kind != "softmax" {
+            rows.push(("normalized to sum 1", &p.normalized));
+        }
+        for (title, values) in rows {
             let _ = write!(s, "  {title:<24}");
             for v in values {
                 let _ = write!(s, " {v:>w$.4}");

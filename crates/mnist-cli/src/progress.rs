@@ -55,9 +55,11 @@ impl Log {
     }
 
     /// Starts a progress bar of `len` steps, drawn only when standard error
-    /// is a terminal and the log is not quiet.
+    /// is a terminal that can move the cursor (not `TERM=dumb`) and the log
+    /// is not quiet.
     pub fn start_bar(&mut self, len: u64) {
-        if self.quiet || !std::io::stderr().is_terminal() {
+        let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+        if self.quiet || dumb || !std::io::stderr().is_terminal() {
             return;
         }
         let bar = ProgressBar::new(len);

@@ -26,6 +26,7 @@ use crate::checkpoint::{Checkpoint, Velocity, FILE as CHECKPOINT_FILE};
 use crate::data::{class_names, open_part};
 use crate::output::write_atomic;
 use crate::paths::{real_location, Files};
+use crate::predict::plural;
 use crate::progress::Log;
 use crate::report::{EpochRecord, TestReport, Timing};
 
@@ -250,6 +251,19 @@ impl TrainArgs {
             .warmup
             .parse()
             .with_context(|| format!("--warmup {:?}", self.warmup))?;
+        if let Some(&(epoch, factor)) = warmup
+            .steps()
+            .iter()
+            .find(|&&(_, f)| f * self.lr_max > f64::from(f32::MAX))
+        {
+            bail!(
+                "--warmup {:?}: epoch {epoch}'s factor {factor:e} times --lr-max {} is larger \
+                 than the largest f32 ({:e})",
+                self.warmup,
+                self.lr_max,
+                f32::MAX
+            );
+        }
         let holdout = parse_holdout(&self.val_size)?;
         if !(0.0..1.0).contains(&self.momentum) {
             bail!("--momentum {}: must be in [0, 1)", self.momentum);
@@ -470,7 +484,7 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
     drop(train_idx);
     let load_seconds = t_load.elapsed().as_secs_f64();
     log.line(&format!(
-        "train {} samples, validation {} ({}), test {}; {} features; {} batches of {} per epoch",
+        "train {} samples, validation {} ({}), test {}; {} features; {} of {} per epoch",
         loader.len(),
         if val_idx.is_empty() {
             test.len()
@@ -484,7 +498,7 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         },
         test.len(),
         loader.features(),
-        loader.batches_per_epoch(),
+        plural(loader.batches_per_epoch(), "batch"),
         args.batch_size
     ));
 
@@ -995,5 +1009,32 @@ impl<'d> Evaluator<'d> {
             Evaluator::Rows(loader) => loader.len(),
             Evaluator::Matrix(set) => set.labels.len(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interruption_counts_its_epochs_in_words() {
+        let after = |epoch| {
+            Interrupted {
+                epoch,
+                checkpoint_dir: Some(PathBuf::from("ck")),
+            }
+            .to_string()
+        };
+        assert!(
+            after(1).contains("; 1 epoch is saved in ck"),
+            "{}",
+            after(1)
+        );
+        assert!(
+            after(2).contains("; 2 epochs are saved in ck"),
+            "{}",
+            after(2)
+        );
+        assert!(after(0).contains("no epoch was complete"), "{}", after(0));
     }
 }

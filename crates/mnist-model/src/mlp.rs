@@ -184,13 +184,15 @@ impl Mlp {
     /// A network from its layers, first to last.
     ///
     /// # Errors
-    /// [`Error::ZeroSize`] for no layers or more than two,
+    /// [`Error::InvalidParameter`] for no layers or more than two,
     /// [`Error::DimensionMismatch`] when one layer's outputs are not the next
     /// one's inputs.
     pub fn from_layers(layers: Vec<Dense>, head: Head) -> Result<Self> {
         if layers.is_empty() || layers.len() > 2 {
-            return Err(Error::ZeroSize {
-                what: "layers (one or two)",
+            return Err(Error::InvalidParameter {
+                name: "number of layers",
+                value: layers.len().to_string(),
+                reason: "a network has one layer, or two (a hidden layer and the output)",
             });
         }
         for pair in layers.windows(2) {
@@ -758,6 +760,23 @@ fn finite(v: &Value) -> std::result::Result<f32, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn three_layers_are_refused_by_count() {
+        let layer = |n: usize| Dense::new(Array2::zeros((n, n)), Array1::zeros(n));
+        let layers = vec![layer(2).unwrap(), layer(2).unwrap(), layer(2).unwrap()];
+        let err = Mlp::from_layers(layers, Head::Softmax)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "invalid number of layers 3: a network has one layer, or two (a hidden layer \
+                 and the output)"
+            )
+        );
+    }
+
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;

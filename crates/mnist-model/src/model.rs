@@ -52,6 +52,22 @@ impl Model {
         let json_error = |reason: String| Error::ModelJson { reason };
         let doc: Value =
             serde_json::from_str(text).map_err(|e| json_error(format!("not valid JSON: {e}")))?;
+        // What else a user may hand over by mistake: the reports and
+        // checkpoints of `mnist` have a `command` or `format` of their own.
+        if doc.get("format").is_none() && doc.get("command").is_some() {
+            return Err(json_error(
+                "this is a report (of `mnist train --report` or `eval --report`), not a model: \
+                 give the file that --save wrote"
+                    .to_string(),
+            ));
+        }
+        if doc.get("format").and_then(Value::as_str) == Some("mnist-checkpoint") {
+            return Err(json_error(
+                "this is a checkpoint, not a model: resume it with `mnist train --resume DIR`, \
+                 or give the file that --save wrote"
+                    .to_string(),
+            ));
+        }
         match doc.get("version").and_then(Value::as_u64) {
             Some(MODEL_VERSION) => LinearModel::from_json_str(text).map(Model::Linear),
             Some(NETWORK_VERSION) => Mlp::from_json_str(text).map(Model::Network),

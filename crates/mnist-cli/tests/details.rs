@@ -1,0 +1,273 @@
+//! The details a careful user meets: `predict` on several files, messages
+//! that say what is wrong, plurals, and a terminal that cannot draw a bar.
+#![allow(clippy::unwrap_used)] // Tests unwrap what they built themselves.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use mnist_e2e::{assert_error_line, idx_u8, stderr, stdout, write_synthetic};
+use serde_json::Value;
+
+fn mnist(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mnist"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A synthetic dataset in `dir/d` and a model trained on it; `extra` flags
+/// choose the model.
+fn trained(dir: &Path, extra: &[&str]) -> (PathBuf, PathBuf) {
+    let data = dir.join("d");
+    write_synthetic(&data, 300, 60).unwrap();
+    let model = dir.join("m.json");
+    let mut args = vec![
+        "train",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--log-every",
+        "0",
+        "--save",
+        model.to_str().unwrap(),
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    let o = mnist(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (data, model)
+}
+
+/// A 28 x 28 PNG of a bar, dark on light.
+fn picture(path: &Path) {
+    let img = image::GrayImage::from_fn(28, 28, |x, y| {
+        image::Luma([if (10..18).contains(&x) && (4..24).contains(&y) {
+            0
+        } else {
+            255
+        }])
+    });
+    img.save(path).unwrap();
+}
+
+#[test]
+fn predict_prints_every_good_picture_and_a_line_for_each_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, model) = trained(dir.path(), &["--init", "zeros"]);
+    let good = dir.path().join("good.png");
+    picture(&good);
+    let bad = dir.path().join("bad.png");
+    std::fs::write(&bad, b"not a picture").unwrap();
+    let missing = dir.path().join("missing.png");
+    let o = mnist(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        good.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        missing.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let out = stdout(&o);
+    assert_eq!(out.matches("good.png: predicted").count(), 2, "{out}");
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains("bad.png"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with("error: ") && lines[1].contains("missing.png"),
+        "{err}"
+    );
+}
+
+#[test]
+fn predict_json_names_the_true_class_and_softmax_prints_one_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, model) = trained(dir.path(), &["--head", "softmax", "--init", "zeros"]);
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let o = mnist(&[
+        "predict",
+        "--model",
+        m,
+        "--data-dir",
+        d,
+        "--index",
+        "3",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let p = &v["predictions"][0];
+    // Test image 3 of the synthetic set has label 3.
+    assert_eq!(p["label"], "3");
+    assert_eq!(p["label_class"], 3);
+    let o = mnist(&["predict", "--model", m, "--data-dir", d, "--index", "3"]);
+    let out = stdout(&o);
+    assert!(out.contains("softmax output"), "{out}");
+    assert!(
+        !out.contains("normalized to sum 1"),
+        "a softmax row twice: {out}"
+    );
+}
+
+#[test]
+fn predict_on_small_images_speaks_of_the_images_it_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d5");
+    std::fs::create_dir(&data).unwrap();
+    for (prefix, n) in [("train", 40u32), ("t10k", 10)] {
+        let pixels: Vec<u8> = (0..n * 25).map(|i| (i * 7 % 256) as u8).collect();
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        std::fs::write(
+            data.join(format!("{prefix}-images-idx3-ubyte")),
+            idx_u8(&[n, 5, 5], &pixels),
+        )
+        .unwrap();
+        std::fs::write(
+            data.join(format!("{prefix}-labels-idx1-ubyte")),
+            idx_u8(&[n], &labels),
+        )
+        .unwrap();
+    }
+    let model = dir.path().join("m5.json");
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let o = mnist(&["train", "--data-dir", d, "--epochs", "1", "--save", m, "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = mnist(&["predict", "--model", m, "--data-dir", d, "--index", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("test image 0: predicted"),
+        "{}",
+        stdout(&o)
+    );
+    let o = mnist(&["predict", "--model", m, "--data-dir", d, "--index", "10"]);
+    assert_error_line(&o, "--index 10: the test set has 10 images (0 to 9)");
+    let png = dir.path().join("p.png");
+    picture(&png);
+    let o = mnist(&["predict", "--model", m, png.to_str().unwrap()]);
+    assert_error_line(
+        &o,
+        "takes 26 features, but pictures are digitised to 28 x 28",
+    );
+}
+
+#[test]
+fn messages_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, model) = trained(dir.path(), &["--init", "zeros"]);
+    let d = data.to_str().unwrap();
+
+    // A warm-up factor that overflows the rate is refused up front.
+    let o = mnist(&["train", "--data-dir", d, "--warmup", "0:1e40"]);
+    assert_error_line(
+        &o,
+        "--warmup \"0:1e40\": epoch 0's factor 1e40 times --lr-max 0.1",
+    );
+    assert!(!stdout(&o).contains("seed"), "{}", stdout(&o));
+
+    // A report given as the model.
+    let report = dir.path().join("r.json");
+    let o = mnist(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data-dir",
+        d,
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = mnist(&["eval", "--model", report.to_str().unwrap(), "--data-dir", d]);
+    assert_error_line(&o, "this is a report");
+
+    // A report with epochs but no iterations.
+    let mut r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    r["epochs"] = serde_json::json!([{"epoch": 0, "lr": 0.1, "train_loss": 1.0, "val_loss": 1.0, "val_accuracy": 0.5}]);
+    r["iterations"] = serde_json::json!([]);
+    std::fs::write(&report, r.to_string()).unwrap();
+    let png = dir.path().join("c.png");
+    let o = mnist(&[
+        "plot",
+        report.to_str().unwrap(),
+        "-o",
+        png.to_str().unwrap(),
+    ]);
+    assert_error_line(&o, "has no iterations (batch losses) to plot");
+
+    // One batch, said in the singular.
+    let o = mnist(&[
+        "train",
+        "--data-dir",
+        d,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "512",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("; 1 batch of 512 per epoch"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn inspect_counts_what_the_file_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    // Five 28 x 28 images of f32 (type 0x0d).
+    let mut f32s = vec![0, 0, 0x0d, 3];
+    for d in [5u32, 28, 28] {
+        f32s.extend_from_slice(&d.to_be_bytes());
+    }
+    f32s.extend(std::iter::repeat_n(0u8, 5 * 28 * 28 * 4));
+    let path = dir.path().join("f32.idx");
+    std::fs::write(&path, &f32s).unwrap();
+    let o = mnist(&["inspect", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("count:    5 items, each 28 x 28 values of type f32"),
+        "{}",
+        stdout(&o)
+    );
+    // An images file with no images.
+    let empty = dir.path().join("empty-images");
+    std::fs::write(&empty, idx_u8(&[0, 28, 28], &[])).unwrap();
+    let o = mnist(&["inspect", empty.to_str().unwrap(), "--show", "0"]);
+    assert_error_line(&o, "has no images");
+}
+
+/// With `TERM=dumb` on a terminal, no escape codes: `script` gives the run a
+/// terminal.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_dumb_terminal_gets_no_progress_bar() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    write_synthetic(&data, 300, 60).unwrap();
+    let command = format!(
+        "{} train --data-dir {} --epochs 2 --batch-size 8 --log-every 0",
+        env!("CARGO_BIN_EXE_mnist"),
+        data.display()
+    );
+    let run = |term: &str| {
+        Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("TERM", term)
+            .output()
+            .expect("`script` (util-linux) runs the command on a terminal")
+    };
+    let o = run("xterm");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("\u{1b}["), "a terminal gets the bar");
+    let o = run("dumb");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains('\u{1b}'), "{:?}", stdout(&o));
+}
