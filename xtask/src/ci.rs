@@ -22,7 +22,8 @@ pub struct Options {
 /// Runs `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with
 /// warnings denied, fetches MNIST into `data/mnist/`, runs
 /// `cargo test --workspace` with the tests on the real data included (they
-/// are `#[ignore]`d otherwise), stopping at the first failure.
+/// are `#[ignore]`d otherwise), then packages every publishable crate and
+/// builds each from its packaged files, stopping at the first failure.
 ///
 /// # Errors
 ///
@@ -70,6 +71,25 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let test: Vec<&str> = test.iter().map(String::as_str).collect();
     step(&format!("cargo {}", test.join(" ")));
     cargo_step(&cargo, &root, &test)?;
+
+    // What crates.io would get: each crate built from its packaged files
+    // alone, the workspace's crates it depends on taken from the packages
+    // made here. `cargo package` does not skip `publish = false` crates by
+    // itself. Uncommitted changes are packaged too, so that the check can
+    // run before a commit; `--offline` keeps it to the registry cache that
+    // the steps above filled.
+    let package = [
+        "package",
+        "--workspace",
+        "--exclude",
+        "xtask",
+        "--exclude",
+        "mnist-e2e",
+        "--allow-dirty",
+        "--offline",
+    ];
+    step(&format!("cargo {}", package.join(" ")));
+    cargo_step(&cargo, &root, &package)?;
 
     step("ci: all steps passed");
     Ok(())
