@@ -84,6 +84,41 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
+/// The real MNIST folder, `data/mnist` at the workspace root, for the tests
+/// that train on it. They are `#[ignore]`d, so that a plain `cargo test`
+/// works without the data; `cargo xtask ci` fetches the data and runs them.
+///
+/// # Panics
+/// When the data is not there, with one line that says how to fetch it.
+pub fn real_mnist_dir() -> PathBuf {
+    let dir = workspace_root().join("data/mnist");
+    if let Err(message) = check_mnist_dir(&dir) {
+        panic!("{message}");
+    }
+    dir
+}
+
+/// Whether `dir` holds the four MNIST files; if not, one line naming the
+/// first one missing and how to fetch them.
+///
+/// # Errors
+/// That line.
+pub fn check_mnist_dir(dir: &Path) -> Result<(), String> {
+    let files = [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ];
+    match files.iter().find(|f| !dir.join(f).is_file()) {
+        Some(missing) => Err(format!(
+            "{} has no {missing}: run `cargo xtask fetch-data` to fetch the MNIST data",
+            dir.display()
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The `mnist` binary that `cargo test --workspace` built beside this test
 /// binary (mnist-cli's own integration tests make cargo build it).
 ///
@@ -129,4 +164,38 @@ pub fn assert_error_line(o: &Output, needle: &str) {
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(err.starts_with("error: "), "{err}");
     assert!(err.contains(needle), "{needle:?} not in {err}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_data_is_one_line_saying_how_to_fetch_it() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let message = check_mnist_dir(dir.path())
+            .err()
+            .ok_or("no data accepted")?;
+        assert_eq!(
+            message,
+            format!(
+                "{} has no train-images-idx3-ubyte: run `cargo xtask fetch-data` to fetch the MNIST data",
+                dir.path().display()
+            )
+        );
+        for name in [
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+        ] {
+            fs::write(dir.path().join(name), b"")?;
+        }
+        let message = check_mnist_dir(dir.path())
+            .err()
+            .ok_or("3 files accepted")?;
+        assert!(message.contains("has no t10k-labels-idx1-ubyte: run `cargo xtask fetch-data`"));
+        fs::write(dir.path().join("t10k-labels-idx1-ubyte"), b"")?;
+        assert_eq!(check_mnist_dir(dir.path()), Ok(()));
+        Ok(())
+    }
 }

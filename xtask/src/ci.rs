@@ -12,15 +12,18 @@ use crate::fetch::{self, workspace_root};
 /// What `cargo xtask ci` runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
-    /// Skip fetching MNIST (the tests that need it then skip or fail).
+    /// Skip fetching MNIST (the tests on the real data then fail, saying
+    /// how to fetch it, unless it is already there).
     pub no_fetch: bool,
     /// Extra arguments for `cargo test --workspace`.
     pub test_args: Vec<String>,
 }
 
 /// Runs `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with
-/// warnings denied, fetches MNIST into `data/mnist/` and runs
-/// `cargo test --workspace`, stopping at the first failure.
+/// warnings denied, fetches MNIST into `data/mnist/`, runs
+/// `cargo test --workspace` with the tests on the real data included (they
+/// are `#[ignore]`d otherwise), then packages every publishable crate and
+/// builds each from its packaged files, stopping at the first failure.
 ///
 /// # Errors
 ///
@@ -64,13 +67,44 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         fetch::fetch(&spec, &fetch_options).context("step `fetch-data` failed")?;
     }
 
-    let mut test = vec!["test", "--workspace"];
-    test.extend(options.test_args.iter().map(String::as_str));
+    let test = test_command(&options.test_args);
+    let test: Vec<&str> = test.iter().map(String::as_str).collect();
     step(&format!("cargo {}", test.join(" ")));
     cargo_step(&cargo, &root, &test)?;
 
+    // What crates.io would get: each crate built from its packaged files
+    // alone, the workspace's crates it depends on taken from the packages
+    // made here. `cargo package` does not skip `publish = false` crates by
+    // itself. Uncommitted changes are packaged too, so that the check can
+    // run before a commit; `--offline` keeps it to the registry cache that
+    // the steps above filled.
+    let package = [
+        "package",
+        "--workspace",
+        "--exclude",
+        "xtask",
+        "--exclude",
+        "mnist-e2e",
+        "--allow-dirty",
+        "--offline",
+    ];
+    step(&format!("cargo {}", package.join(" ")));
+    cargo_step(&cargo, &root, &package)?;
+
     step("ci: all steps passed");
     Ok(())
+}
+
+/// `cargo test --workspace` with `extra`, and `--include-ignored` for the
+/// test binaries (after the `--` in `extra`, or after one added).
+fn test_command(extra: &[String]) -> Vec<String> {
+    let mut args = vec!["test".to_owned(), "--workspace".to_owned()];
+    args.extend(extra.iter().cloned());
+    if !extra.iter().any(|a| a == "--") {
+        args.push("--".to_owned());
+    }
+    args.push("--include-ignored".to_owned());
+    args
 }
 
 fn step(title: &str) {
@@ -98,5 +132,43 @@ fn cargo_step_with(
         Ok(())
     } else {
         anyhow::bail!("step `{shown}` failed ({status})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_command;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn the_test_step_includes_the_ignored_tests_after_one_separator() {
+        assert_eq!(
+            test_command(&[]),
+            strings(&["test", "--workspace", "--", "--include-ignored"])
+        );
+        assert_eq!(
+            test_command(&strings(&["--no-fail-fast"])),
+            strings(&[
+                "test",
+                "--workspace",
+                "--no-fail-fast",
+                "--",
+                "--include-ignored"
+            ])
+        );
+        assert_eq!(
+            test_command(&strings(&["--release", "--", "--nocapture"])),
+            strings(&[
+                "test",
+                "--workspace",
+                "--release",
+                "--",
+                "--nocapture",
+                "--include-ignored"
+            ])
+        );
     }
 }

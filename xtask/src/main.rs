@@ -19,7 +19,8 @@ struct Cli {
 enum Command {
     /// Download, verify and decompress a dataset into <OUT>/<DATASET>/
     FetchData(FetchArgs),
-    /// Run cargo fmt --check, clippy -D warnings, fetch-data and the tests
+    /// Run cargo fmt --check, clippy and rustdoc -D warnings, fetch-data, the
+    /// tests (those on the real data included) and cargo package
     Ci(CiArgs),
     /// Time whole training runs (median of N), optionally against the reference implementations
     Bench(BenchArgs),

@@ -1,6 +1,7 @@
 //! `mnist predict`: a saved model's verdict on picture files and test-set
 //! images.
 
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -19,8 +20,8 @@ pub struct PredictArgs {
     /// The model file written by `mnist train --save`.
     #[arg(long, value_name = "MODEL.json")]
     pub model: PathBuf,
-    /// PNG or JPEG pictures of one digit each, of any size: dark on light or
-    /// light on dark.
+    /// PNG or JPEG pictures of one digit each, of up to 8192 x 8192 pixels
+    /// (or as many in another shape): dark on light or light on dark.
     #[arg(value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
     /// Predict test-set image N too, and show its true label (repeatable).
@@ -73,11 +74,37 @@ struct PredictOutput<'a> {
     predictions: Vec<Prediction>,
 }
 
+/// The most pixels a picture may have: 8192 x 8192, which decoded as RGBA
+/// with 16 bits a channel (8 bytes a pixel) just fills the 512 MiB the
+/// image decoder allows itself by default.
+const MAX_PIXELS: u64 = 8192 * 8192;
+
 /// Reads and decodes a picture, and digitises it.
 fn load_image(path: &Path) -> Result<[u8; SIDE * SIDE]> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let img = image::load_from_memory(&bytes)
-        .with_context(|| format!("{}: not a PNG or JPEG image", path.display()))?;
+    let not_an_image = || format!("{}: not a PNG or JPEG image", path.display());
+    let reader = || image::ImageReader::new(Cursor::new(&bytes)).with_guessed_format();
+    // The size is in the header: read it alone, without the decoder's
+    // memory limit, to say what is too large before anything is decoded.
+    let mut header = reader().with_context(not_an_image)?;
+    header.no_limits();
+    let (w, h) = header.into_dimensions().with_context(not_an_image)?;
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        bail!(
+            "{}: the image is too large: {w} x {h} pixels, more than the limit of {MAX_PIXELS} pixels (8192 x 8192)",
+            path.display()
+        );
+    }
+    let img = match reader().with_context(not_an_image)?.decode() {
+        Ok(img) => img,
+        // Within the pixel limit, a decoder may still need more memory
+        // than it allows itself (16-bit channels and its own buffers).
+        Err(image::ImageError::Limits(e)) => bail!(
+            "{}: the image is too large to decode: {w} x {h} pixels ({e})",
+            path.display()
+        ),
+        Err(e) => return Err(e).with_context(not_an_image),
+    };
     // Transparent pixels are paper: drawings often have ink on nothing.
     let la = img.to_luma_alpha8();
     let (w, h) = la.dimensions();

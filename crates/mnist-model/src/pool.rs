@@ -91,31 +91,37 @@ fn spin_then_wait(done: impl Fn() -> bool, may_sleep: bool) {
     }
 }
 
+/// The process's helper, started on first use; `None` on one CPU.
 fn helper() -> Option<&'static Helper> {
     static HELPER: OnceLock<Option<&'static Helper>> = OnceLock::new();
     *HELPER.get_or_init(|| {
         if thread::available_parallelism().map_or(1, usize::from) < 2 {
             return None;
         }
-        let h: &'static Helper = Box::leak(Box::new(Helper {
-            job: Mutex::new(None),
-            posted: AtomicU64::new(0),
-            finished: AtomicU64::new(0),
-            waiter: Mutex::new(None),
-            thread: OnceLock::new(),
-            in_use: Mutex::new(()),
-            idle: RwLock::new(None),
-            idle_panic: Mutex::new(None),
-            idle_broken: AtomicBool::new(false),
-            idle_set: AtomicU64::new(0),
-        }));
-        let handle = thread::Builder::new()
-            .name("mnist-model-helper".into())
-            .spawn(move || work(h))
-            .ok()?;
-        h.thread.get_or_init(|| handle.thread().clone());
-        Some(h)
+        spawn_helper()
     })
+}
+
+/// Starts a helper thread, waiting for jobs; `None` if it cannot start.
+fn spawn_helper() -> Option<&'static Helper> {
+    let h: &'static Helper = Box::leak(Box::new(Helper {
+        job: Mutex::new(None),
+        posted: AtomicU64::new(0),
+        finished: AtomicU64::new(0),
+        waiter: Mutex::new(None),
+        thread: OnceLock::new(),
+        in_use: Mutex::new(()),
+        idle: RwLock::new(None),
+        idle_panic: Mutex::new(None),
+        idle_broken: AtomicBool::new(false),
+        idle_set: AtomicU64::new(0),
+    }));
+    let handle = thread::Builder::new()
+        .name("mnist-model-helper".into())
+        .spawn(move || work(h))
+        .ok()?;
+    h.thread.get_or_init(|| handle.thread().clone());
+    Some(h)
 }
 
 thread_local! {
@@ -225,9 +231,19 @@ where
     B: FnOnce() -> RB + Send,
     RB: Send,
 {
-    let Some(h) = helper() else {
-        return (a(), b());
-    };
+    match helper() {
+        Some(h) => join_on(h, a, b),
+        None => (a(), b()),
+    }
+}
+
+/// [`join`] with the helper `h`.
+fn join_on<A, B, RA, RB>(h: &Helper, a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA,
+    B: FnOnce() -> RB + Send,
+    RB: Send,
+{
     let _in_use = match h.in_use.try_lock() {
         Ok(guard) => guard,
         // A panic propagated by an earlier call poisons the lock; the
@@ -303,9 +319,14 @@ impl Drop for ClearIdle<'_> {
 /// helper is missing, or already has idle work from another caller, `f`
 /// just runs.
 pub(crate) fn with_idle<R>(idle: &(dyn Fn() -> bool + Sync), f: impl FnOnce() -> R) -> R {
-    let Some(h) = helper() else {
-        return f();
-    };
+    match helper() {
+        Some(h) => with_idle_on(h, idle, f),
+        None => f(),
+    }
+}
+
+/// [`with_idle`] with the helper `h`.
+fn with_idle_on<R>(h: &Helper, idle: &(dyn Fn() -> bool + Sync), f: impl FnOnce() -> R) -> R {
     {
         let mut slot = h.idle.write().unwrap_or_else(PoisonError::into_inner);
         if slot.is_some() {
@@ -336,6 +357,8 @@ pub(crate) fn with_idle<R>(idle: &(dyn Fn() -> bool + Sync), f: impl FnOnce() ->
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::sync::mpsc;
+
     use super::*;
 
     #[test]
@@ -372,90 +395,96 @@ pub(crate) mod tests {
         }
     }
 
-    /// The idle work is one slot for the whole process: tests of it take
-    /// turns (other tests' joins may still run beside them).
+    /// The process's helper has one slot for idle work: tests that set it
+    /// take turns (other tests' joins may still run beside them). The tests
+    /// below use helpers of their own instead.
     pub(crate) static IDLE_TESTS: Mutex<()> = Mutex::new(());
 
-    /// Pieces counted up to `limit`, and whether any ran after `closed`.
+    /// A helper of the calling test's own: no other test's joins or idle
+    /// work reach it, so what runs where is up to the test.
+    fn own_helper() -> &'static Helper {
+        spawn_helper().expect("a helper thread starts")
+    }
+
+    /// Joins on `h` with `b` certainly run on the helper: `a` waits until
+    /// `b` has started, which on this thread could only happen after `a`.
+    /// (Were the helper never to take `b`, this would wait for ever.)
+    fn join_on_helper<RB: Send>(h: &Helper, b: impl FnOnce() -> RB + Send) -> RB {
+        let (started, wait) = mpsc::channel();
+        let ((), rb) = join_on(
+            h,
+            || wait.recv().expect("b started"),
+            move || {
+                let _ = started.send(());
+                b()
+            },
+        );
+        rb
+    }
+
+    /// Counts of idle pieces done on the test's thread and elsewhere; each
+    /// count is sent on its channel when it reaches 3 or 1.
     struct Pieces {
-        done: AtomicU64,
-        limit: u64,
-        closed: AtomicBool,
+        owner: ThreadId,
+        here: AtomicU64,
+        elsewhere: AtomicU64,
+        first_here: mpsc::Sender<()>,
+        third_elsewhere: mpsc::Sender<()>,
+        returned: AtomicBool,
         late: AtomicBool,
     }
 
     impl Pieces {
-        fn new(limit: u64) -> Self {
-            Pieces {
-                done: AtomicU64::new(0),
-                limit,
-                closed: AtomicBool::new(false),
-                late: AtomicBool::new(false),
-            }
-        }
-
+        /// Does one piece; there is always another.
         fn piece(&self) -> bool {
-            if self.closed.load(Ordering::SeqCst) {
+            if self.returned.load(Ordering::SeqCst) {
                 self.late.store(true, Ordering::SeqCst);
             }
-            if self.done.load(Ordering::SeqCst) >= self.limit {
-                return false;
+            // A receiver that is gone has all it waited for.
+            if thread::current().id() == self.owner {
+                if self.here.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let _ = self.first_here.send(());
+                }
+            } else if self.elsewhere.fetch_add(1, Ordering::SeqCst) == 2 {
+                let _ = self.third_elsewhere.send(());
             }
-            thread::sleep(Duration::from_micros(20));
-            self.done.fetch_add(1, Ordering::SeqCst) < self.limit
+            true
         }
     }
 
     #[test]
     fn idle_work_fills_waits_and_stops_on_return() {
-        if helper().is_none() {
-            return;
-        }
-        let _turn = lock(&IDLE_TESTS);
-        let pieces = Pieces::new(u64::MAX);
+        let h = own_helper();
+        let (first_here, here_rx) = mpsc::channel();
+        let (third_elsewhere, elsewhere_rx) = mpsc::channel();
+        let pieces = Pieces {
+            owner: thread::current().id(),
+            here: AtomicU64::new(0),
+            elsewhere: AtomicU64::new(0),
+            first_here,
+            third_elsewhere,
+            returned: AtomicBool::new(false),
+            late: AtomicBool::new(false),
+        };
         let idle = || pieces.piece();
-        let (a, b) = with_idle(&idle, || {
-            // The helper has nothing to do for a while: it takes pieces.
-            let start = Instant::now();
-            while pieces.done.load(Ordering::SeqCst) < 3
-                && start.elapsed() < Duration::from_secs(10)
-            {
-                thread::sleep(Duration::from_millis(1));
-            }
-            // This thread waits for a slow helper half: it takes pieces.
-            // (Another test's join may have the helper: then both halves
-            // run here, so try a few times.)
-            let mut here = false;
-            let mut r = (0, (false, 0));
-            for _ in 0..50 {
-                let before = pieces.done.load(Ordering::SeqCst);
-                let me = thread::current().id();
-                r = join(
-                    || {
-                        // Long enough for the helper to take the other half.
-                        thread::sleep(Duration::from_millis(1));
-                        1
-                    },
-                    || {
-                        thread::sleep(Duration::from_millis(20));
-                        (thread::current().id() != me, 2)
-                    },
-                );
-                // Pieces done while the helper slept in its half can only
-                // have been done here.
-                if r.1 .0 && pieces.done.load(Ordering::SeqCst) > before + 1 {
-                    here = true;
-                    break;
-                }
-            }
-            assert!(here, "no pieces while waiting for the helper");
-            (r.0, r.1 .1)
+        let (a, b) = with_idle_on(h, &idle, || {
+            // The helper has no job: it takes pieces.
+            elsewhere_rx.recv().expect("pieces on the helper");
+            // This thread waits for a helper half that returns only once a
+            // piece was done here: it takes pieces meanwhile.
+            join_on_helper(h, move || {
+                here_rx.recv().expect("a piece done here");
+                (1, 2)
+            })
         });
-        pieces.closed.store(true, Ordering::SeqCst);
+        pieces.returned.store(true, Ordering::SeqCst);
         assert_eq!((a, b), (1, 2));
-        assert!(pieces.done.load(Ordering::SeqCst) >= 3);
-        thread::sleep(Duration::from_millis(5));
-        assert_eq!(join(|| 3, || 4), (3, 4));
+        assert!(pieces.elsewhere.load(Ordering::SeqCst) >= 3);
+        assert!(pieces.here.load(Ordering::SeqCst) >= 1);
+        // The helper has been between jobs since the return, where it would
+        // take a piece if it could.
+        assert_eq!(join_on_helper(h, || 4), 4);
+        assert_eq!(join_on_helper(h, || 5), 5);
         assert!(
             !pieces.late.load(Ordering::SeqCst),
             "a piece ran after the return"
@@ -464,50 +493,42 @@ pub(crate) mod tests {
 
     #[test]
     fn a_panic_in_idle_work_is_raised_after_the_work() {
-        if helper().is_none() {
-            return;
-        }
-        let _turn = lock(&IDLE_TESTS);
-        let (ran, tried) = (AtomicBool::new(false), AtomicBool::new(false));
-        let idle = || -> bool {
-            tried.store(true, Ordering::SeqCst);
+        let h = own_helper();
+        let (tried, tried_rx) = mpsc::channel();
+        let idle = move || -> bool {
+            let _ = tried.send(());
             panic!("piece")
         };
+        let ran = AtomicBool::new(false);
         let r = panic::catch_unwind(AssertUnwindSafe(|| {
-            with_idle(&idle, || {
-                // Until the helper has taken a piece (between other tests'
-                // jobs).
-                let start = Instant::now();
-                while !tried.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) {
-                    thread::sleep(Duration::from_millis(1));
-                }
+            with_idle_on(h, &idle, || {
+                // Until the helper has taken a piece.
+                tried_rx.recv().expect("the helper took a piece");
                 ran.store(true, Ordering::SeqCst);
             })
         }));
         assert!(ran.load(Ordering::SeqCst), "the work itself ran");
         assert!(r.is_err(), "the piece's panic was raised");
         // Idle work works again afterwards; a nested call just runs.
-        let pieces = Pieces::new(2);
-        let idle = || pieces.piece();
-        let v = with_idle(&idle, || with_idle(&|| false, || 7));
+        let count = AtomicU64::new(0);
+        let idle = || count.fetch_add(1, Ordering::SeqCst) < 2;
+        let v = with_idle_on(h, &idle, || with_idle_on(h, &|| false, || 7));
         assert_eq!(v, 7);
     }
 
     #[test]
     fn a_panic_on_the_helper_reaches_the_caller() {
+        // On whichever thread it runs.
         let r = panic::catch_unwind(|| join(|| 1, || -> i32 { panic!("boom") }));
         assert!(r.is_err());
-        // The helper is still used afterwards.
-        if helper().is_some() {
-            let me = thread::current().id();
-            let elsewhere = (0..1000).any(|_| {
-                let (_, other) = join(
-                    || thread::sleep(Duration::from_millis(1)),
-                    || thread::current().id(),
-                );
-                other != me
-            });
-            assert!(elsewhere, "the helper never took a half again");
-        }
+        // Certainly on the helper.
+        let h = own_helper();
+        let r = panic::catch_unwind(AssertUnwindSafe(|| {
+            join_on_helper(h, || -> i32 { panic!("boom") })
+        }));
+        assert!(r.is_err());
+        // The helper still takes halves afterwards.
+        let me = thread::current().id();
+        assert_ne!(join_on_helper(h, || thread::current().id()), me);
     }
 }

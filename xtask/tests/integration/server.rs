@@ -17,20 +17,24 @@ pub enum Reply {
     /// `200` announcing the full length, sends `sent` bytes, then closes.
     Cut { body: Vec<u8>, sent: usize },
     /// `200` announcing the full length, sends `sent` bytes, then goes
-    /// silent for `stall` while keeping the connection open.
-    StallAfter {
-        body: Vec<u8>,
-        sent: usize,
-        stall: Duration,
-    },
+    /// silent, keeping the connection open until the client hangs up (see
+    /// [`SILENCE`]).
+    StallAfter { body: Vec<u8>, sent: usize },
     /// `200` without `Content-Length`: the body ends when the connection
     /// closes.
     Unsized(Vec<u8>),
     /// `200` announcing `announced` bytes, whatever the body is.
     Announce { announced: u64, body: Vec<u8> },
-    /// Reads the request and says nothing for this long.
-    Silent(Duration),
+    /// Reads the request and says nothing until the client hangs up (see
+    /// [`SILENCE`]).
+    Silent,
 }
+
+/// How long a silent server waits at most for the client to hang up before
+/// it closes the connection itself. A client that times out hangs up long
+/// before; one that does not sees the connection closed, not a time-out,
+/// and its test fails on the reason rather than waiting for ever.
+pub const SILENCE: Duration = Duration::from_secs(60);
 
 type Handler = dyn Fn(&str) -> Reply + Send + Sync;
 
@@ -124,11 +128,11 @@ fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<String>>) -> 
             stream.write_all(&head("200 OK", Some(body.len() as u64)))?;
             stream.write_all(&body[..sent])?;
         }
-        Reply::StallAfter { body, sent, stall } => {
+        Reply::StallAfter { body, sent } => {
             stream.write_all(&head("200 OK", Some(body.len() as u64)))?;
             stream.write_all(&body[..sent])?;
             stream.flush()?;
-            thread::sleep(stall);
+            wait_for_hang_up(&mut stream)?;
         }
         Reply::Unsized(body) => {
             stream.write_all(&head("200 OK", None))?;
@@ -138,7 +142,16 @@ fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<String>>) -> 
             stream.write_all(&head("200 OK", Some(announced)))?;
             stream.write_all(&body)?;
         }
-        Reply::Silent(duration) => thread::sleep(duration),
+        Reply::Silent => wait_for_hang_up(&mut stream)?,
     }
     stream.flush()
+}
+
+/// Reads (and drops) whatever the client sends until it closes the
+/// connection, or for [`SILENCE`] at most.
+fn wait_for_hang_up(stream: &mut TcpStream) -> io::Result<()> {
+    stream.set_read_timeout(Some(SILENCE))?;
+    let mut buf = [0; 256];
+    while stream.read(&mut buf)? > 0 {}
+    Ok(())
 }
