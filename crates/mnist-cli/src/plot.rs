@@ -242,7 +242,7 @@ fn confusion(path: &Path, report: Report) -> Result<Confusion> {
 pub fn run(args: &PlotArgs) -> Result<()> {
     let format = Format::of("-o", &args.output, &[Format::Svg, Format::Png])?;
     let mut files = Files::new();
-    files.input("REPORT", &args.report)?;
+    files.input("REPORT.json", &args.report)?;
     let output = files.output_file("-o", &args.output)?;
     let report = read_report(&args.report)?;
     let bytes = if args.confusion {

@@ -168,7 +168,7 @@ fn eval_plot_and_errors_never_write_over_what_they_read() {
     assert_refused(&o, "--model and --report both name");
     std::os::unix::fs::symlink("r.json", s.path("r.png")).unwrap();
     let o = s.run(&["plot", "r.json", "-o", "r.png"]);
-    assert_error_line(&o, "REPORT and -o both name r.json and r.png");
+    assert_error_line(&o, "REPORT.json and -o both name r.json and r.png");
     let o = s.run(&[
         "errors",
         "--model",
