@@ -90,6 +90,10 @@ fn eval_of_a_saved_model_matches_training_and_inspect_reads_the_data() {
     let trained: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let acc = trained["test"]["accuracy"].as_f64().unwrap();
     assert!(acc > 0.87, "zero init reaches about 0.895: {acc}");
+    // Recognised by its test set, whatever the folder is called.
+    assert_eq!(trained["dataset"]["name"], "mnist");
+    let saved: Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
+    assert_eq!(saved["metadata"]["dataset"], trained["dataset"]);
 
     let eval_report = dir.path().join("eval.json");
     let out = Command::new(&bin)

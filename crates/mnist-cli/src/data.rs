@@ -3,8 +3,11 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use mnist_data::{Dataset, Part, Preprocess};
-use mnist_model::Model;
+use mnist_data::{Dataset, KnownDataset, Part, Preprocess, FASHION_MNIST, MNIST};
+use mnist_model::{Metadata, Model};
+use serde::{Deserialize, Serialize};
+
+use crate::paths::real_location;
 
 /// Opens one part of an MNIST-layout folder; a missing folder or file gets
 /// a message that says how to fetch the data.
@@ -35,30 +38,100 @@ pub fn open_part(dir: &Path, part: Part) -> Result<Dataset> {
     Ok(Dataset::open(dir, part)?)
 }
 
-const FASHION: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
+/// What a model file records of the data it was trained on, and what a
+/// command finds in the data it is given: the dataset's name, its class
+/// names and the fingerprints of its parts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    /// `mnist` or `fashion-mnist` when recognised, else the folder's name.
+    pub name: String,
+    /// The name of each class, by label.
+    pub class_names: Vec<String>,
+    /// The training set's fingerprint (`mnist_data::Fingerprint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<String>,
+    /// The test set's fingerprint.
+    pub test: String,
+}
 
-/// Names of the classes: Fashion-MNIST's for a folder whose name says
-/// fashion, the digits otherwise.
-pub fn class_names(dir: &Path, classes: usize) -> Vec<String> {
-    let fashion = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.to_ascii_lowercase().contains("fashion"));
+impl DatasetInfo {
+    /// The dataset in `dir`, from its test set (and its training set, when
+    /// opened): a known dataset by its test set's fingerprint, otherwise
+    /// named after the folder (its real name, so `.` works), with
+    /// Fashion-MNIST's class names for a folder whose name says fashion.
+    pub fn of(dir: &Path, test: &Dataset, train: Option<&Dataset>) -> Self {
+        let fingerprint = test.fingerprint();
+        let (name, names): (String, Vec<String>) = match mnist_data::identify(&fingerprint) {
+            Some(known) => (known.name.to_string(), known_names(known, test.classes())),
+            None => {
+                let real = real_location(dir).unwrap_or_else(|_| dir.to_path_buf());
+                let folder = real.file_name().map_or_else(
+                    || "dataset".to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                let look = if folder.to_ascii_lowercase().contains("fashion") {
+                    &FASHION_MNIST
+                } else {
+                    &MNIST
+                };
+                (folder, known_names(look, test.classes()))
+            }
+        };
+        Self {
+            name,
+            class_names: names,
+            train: train.map(|t| t.fingerprint().to_string()),
+            test: fingerprint.to_string(),
+        }
+    }
+
+    /// The model file's metadata that records this dataset.
+    pub fn to_metadata(&self) -> Result<Metadata> {
+        let mut metadata = Metadata::new();
+        metadata.insert("dataset".into(), serde_json::to_value(self)?);
+        Ok(metadata)
+    }
+
+    /// The dataset a model file's metadata records, if any.
+    pub fn from_metadata(metadata: &Metadata) -> Option<Self> {
+        serde_json::from_value(metadata.get("dataset")?.clone()).ok()
+    }
+
+    /// Whether the classes are the ten digits.
+    pub fn digits(&self) -> bool {
+        self.class_names
+            .iter()
+            .enumerate()
+            .all(|(i, n)| *n == i.to_string())
+    }
+
+    /// Warns on standard error when `model` (from `path`) was trained on
+    /// another dataset than this one.
+    pub fn warn_if_not_from(&self, recorded: Option<&DatasetInfo>, path: &Path) {
+        if let Some(recorded) = recorded {
+            if recorded.test != self.test {
+                eprintln!(
+                    "warning: --model {} was trained on {} (test set {}), not on this {} \
+                     (test set {}): its classes may not be these",
+                    path.display(),
+                    recorded.name,
+                    recorded.test,
+                    self.name,
+                    self.test
+                );
+            }
+        }
+    }
+}
+
+/// `classes` names from `known`, the label itself past its ten.
+fn known_names(known: &KnownDataset, classes: usize) -> Vec<String> {
     (0..classes)
-        .map(|c| match FASHION.get(c) {
-            Some(name) if fashion => (*name).to_string(),
-            _ => c.to_string(),
+        .map(|c| {
+            known
+                .class_names
+                .get(c)
+                .map_or_else(|| c.to_string(), |n| (*n).to_string())
         })
         .collect()
 }

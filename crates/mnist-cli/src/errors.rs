@@ -9,7 +9,7 @@ use mnist_model::Model;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::data::{check_model_fits, class_names, open_part};
+use crate::data::{check_model_fits, open_part, DatasetInfo};
 use crate::output::write_atomic;
 use crate::paths::Files;
 use crate::plot::{encode_png, register_fonts, Format};
@@ -53,8 +53,10 @@ pub fn run(args: &ErrorsArgs) -> Result<()> {
     files.input("--data-dir", &images)?;
     files.input("--data-dir", &labels)?;
     let output = files.output_file("-o", &args.output)?;
-    let model = Model::load(&args.model)?;
+    let (model, metadata) = Model::load_with_metadata(&args.model)?;
     let test = open_part(&args.data_dir, Part::Test)?;
+    let info = DatasetInfo::of(&args.data_dir, &test, None);
+    info.warn_if_not_from(DatasetInfo::from_metadata(&metadata).as_ref(), &args.model);
     let pre = Preprocess::default();
     if test.pixels() != SIDE * SIDE {
         bail!(
@@ -64,7 +66,8 @@ pub fn run(args: &ErrorsArgs) -> Result<()> {
         );
     }
     check_model_fits(&model, &args.model, &test, &args.data_dir, &pre)?;
-    let names = class_names(&args.data_dir, test.classes());
+    let names = &info.class_names;
+    let things = if info.digits() { "digits" } else { "images" };
     let set = EvalSet::all(&test, &pre)?;
     let predicted = model.predict(set.x.view())?;
     let wrong: Vec<(usize, usize, usize)> = predicted
@@ -84,10 +87,10 @@ pub fn run(args: &ErrorsArgs) -> Result<()> {
         })
         .collect();
     let title = if shown.is_empty() {
-        "no misclassified test digits".to_string()
+        format!("no misclassified test {things}")
     } else {
         format!(
-            "misclassified test digits: the first {} of {} (true \u{2192} predicted)",
+            "misclassified test {things}: the first {} of {} (true \u{2192} predicted)",
             shown.len(),
             wrong.len()
         )
@@ -95,7 +98,7 @@ pub fn run(args: &ErrorsArgs) -> Result<()> {
     let bytes = draw_grid(&title, &shown)?;
     write_atomic(&output, &bytes)?;
     say!(
-        "{} of {} test digits misclassified; {} drawn in {}",
+        "{} of {} test {things} misclassified; {} drawn in {}",
         wrong.len(),
         test.len(),
         shown.len(),

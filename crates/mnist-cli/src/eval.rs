@@ -9,7 +9,7 @@ use mnist_data::{Part, Preprocess};
 use mnist_model::Model;
 use serde::Serialize;
 
-use crate::data::{check_model_fits, class_names, open_part};
+use crate::data::{check_model_fits, open_part, DatasetInfo};
 use crate::paths::Files;
 use crate::report::TestReport;
 use crate::train::{write_report, EvalSet};
@@ -55,19 +55,17 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     };
     let t_load = Instant::now();
     // The model's errors name the file.
-    let model = Model::load(&args.model)?;
+    let (model, metadata) = Model::load_with_metadata(&args.model)?;
     let test = open_part(&args.data_dir, Part::Test)?;
+    let info = DatasetInfo::of(&args.data_dir, &test, None);
+    info.warn_if_not_from(DatasetInfo::from_metadata(&metadata).as_ref(), &args.model);
     let pre = Preprocess::default();
     check_model_fits(&model, &args.model, &test, &args.data_dir, &pre)?;
     let set = EvalSet::all(&test, &pre)?;
     let load_seconds = t_load.elapsed().as_secs_f64();
     let t_test = Instant::now();
     let eval = model.evaluate(set.x.view(), &set.labels)?;
-    let report = TestReport::new(
-        &eval.confusion,
-        eval.loss,
-        &class_names(&args.data_dir, test.classes()),
-    );
+    let report = TestReport::new(&eval.confusion, eval.loss, &info.class_names);
     let test_seconds = t_test.elapsed().as_secs_f64();
     say!(
         "test accuracy {:.4}  loss {:.5}  ({} samples)",

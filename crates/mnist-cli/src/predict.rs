@@ -11,7 +11,7 @@ use mnist_model::Model;
 use ndarray::Array2;
 use serde::Serialize;
 
-use crate::data::{class_names, open_part};
+use crate::data::{open_part, DatasetInfo};
 use crate::digitize::{digitize, SIDE};
 
 /// Arguments of `mnist predict`.
@@ -30,8 +30,7 @@ pub struct PredictArgs {
     /// Print one JSON document instead of the text.
     #[arg(long)]
     pub json: bool,
-    /// Folder with the four decompressed IDX files (for --index, and the
-    /// class names).
+    /// Folder with the four decompressed IDX files (for --index).
     #[arg(long, value_name = "DIR", default_value = "data/mnist")]
     pub data_dir: PathBuf,
 }
@@ -126,7 +125,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     if args.images.is_empty() && args.indices.is_empty() {
         bail!("nothing to predict: give image files or --index N");
     }
-    let model = Model::load(&args.model)?;
+    let (model, metadata) = Model::load_with_metadata(&args.model)?;
     let pre = Preprocess::default();
     if !args.images.is_empty() && model.features() != pre.features(SIDE * SIDE) {
         bail!(
@@ -137,7 +136,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             pre.features(SIDE * SIDE)
         );
     }
-    let names = class_names(&args.data_dir, model.classes());
+    let recorded = DatasetInfo::from_metadata(&metadata);
 
     let mut inputs: Vec<(Source, Vec<u8>, Option<usize>)> = Vec::new();
     let mut failed = Vec::new();
@@ -147,8 +146,17 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             Err(err) => failed.push(err),
         }
     }
+    // The class names: those of the test set when it is used, else those
+    // the model file records, else the digits'.
+    let mut names = recorded.as_ref().map_or_else(
+        || (0..model.classes()).map(|c| c.to_string()).collect(),
+        |info| info.class_names.clone(),
+    );
     if !args.indices.is_empty() {
         let test = open_part(&args.data_dir, Part::Test)?;
+        let info = DatasetInfo::of(&args.data_dir, &test, None);
+        info.warn_if_not_from(recorded.as_ref(), &args.model);
+        names = info.class_names;
         let features = pre.features(test.pixels());
         if features != model.features() {
             bail!(

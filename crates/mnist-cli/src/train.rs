@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::checkpoint::{Checkpoint, Velocity, FILE as CHECKPOINT_FILE};
-use crate::data::{class_names, open_part};
+use crate::data::{open_part, DatasetInfo};
 use crate::output::write_atomic;
 use crate::paths::{real_location, Files};
 use crate::predict::plural;
@@ -323,6 +323,7 @@ fn parse_holdout(s: &str) -> Result<Holdout> {
 struct TrainReport<'a> {
     command: &'static str,
     config: &'a TrainArgs,
+    dataset: &'a DatasetInfo,
     train_samples: usize,
     val_samples: usize,
     val_source: &'static str,
@@ -458,7 +459,8 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
             test.pixels()
         );
     }
-    let names = class_names(&args.data_dir, train.classes());
+    let info = DatasetInfo::of(&args.data_dir, &test, Some(&train));
+    let names = info.class_names.clone();
     let dataset = train.fingerprint().to_string();
     let pre = Preprocess::default();
     // Index lists only for a held-out split: a loader over the whole
@@ -678,7 +680,7 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
 
     if let (Some(path), Some(real)) = (&args.save, &files.save) {
         model
-            .save(real)
+            .save_with(real, &info.to_metadata()?)
             .with_context(|| format!("--save {}", path.display()))?;
         say!("model saved to {}", path.display());
     }
@@ -686,6 +688,7 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         let report = TrainReport {
             command: "train",
             config: args,
+            dataset: &info,
             train_samples: loader.len(),
             val_samples,
             val_source: if val_set.is_some() {

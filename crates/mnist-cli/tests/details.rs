@@ -271,3 +271,94 @@ fn a_dumb_terminal_gets_no_progress_bar() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!stdout(&o).contains('\u{1b}'), "{:?}", stdout(&o));
 }
+
+/// A synthetic dataset in `dir/name`.
+fn dataset(dir: &Path, name: &str, n_test: usize) -> PathBuf {
+    let path = dir.join(name);
+    write_synthetic(&path, 300, n_test).unwrap();
+    path
+}
+
+#[test]
+fn a_model_records_its_dataset_and_warns_on_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let fashion = dataset(dir.path(), "fashion-mnist", 60);
+    let other = dataset(dir.path(), "digits", 70);
+    let model = dir.path().join("m.json");
+    let m = model.to_str().unwrap();
+    let o = mnist(&[
+        "train",
+        "--data-dir",
+        fashion.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--save",
+        m,
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let saved: Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
+    let recorded = &saved["metadata"]["dataset"];
+    assert_eq!(recorded["name"], "fashion-mnist");
+    assert_eq!(recorded["class_names"][0], "T-shirt/top");
+    assert!(
+        recorded["test"].as_str().unwrap().starts_with("60x784:"),
+        "{recorded}"
+    );
+    assert!(
+        recorded["train"].as_str().unwrap().starts_with("300x784:"),
+        "{recorded}"
+    );
+
+    // The folder given as `.` is still named by its real name.
+    let o = Command::new(env!("CARGO_BIN_EXE_mnist"))
+        .current_dir(&fashion)
+        .args(["eval", "--model", m, "--data-dir", "."])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("T-shirt/top"), "{}", stdout(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+
+    // Another dataset: a warning, and its own class names.
+    let o = mnist(&["eval", "--model", m, "--data-dir", other.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("warning: --model") && err.contains("trained on fashion-mnist"),
+        "{err}"
+    );
+    assert!(!stdout(&o).contains("T-shirt/top"), "{}", stdout(&o));
+
+    // `errors` on Fashion-MNIST speaks of images, not digits.
+    let png = dir.path().join("e.png");
+    let o = mnist(&[
+        "errors",
+        "--model",
+        m,
+        "--data-dir",
+        fashion.to_str().unwrap(),
+        "-o",
+        png.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("test images misclassified"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A picture alone is named with the classes the model records.
+    let picture_file = dir.path().join("p.png");
+    picture(&picture_file);
+    let o = mnist(&[
+        "predict",
+        "--model",
+        m,
+        picture_file.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["classes"][9], "Ankle boot");
+}

@@ -43,6 +43,7 @@
 mod dataset;
 mod error;
 mod fingerprint;
+mod known;
 mod loader;
 mod preprocess;
 mod split;
@@ -50,6 +51,7 @@ mod split;
 pub use dataset::{one_hot_into, Dataset, Part, CLASSES};
 pub use error::{Error, Result};
 pub use fingerprint::{BadFingerprint, Fingerprint};
+pub use known::{identify, KnownDataset, FASHION_MNIST, KNOWN, MNIST};
 pub use loader::{Batch, LazyBatch, Loader, LoaderConfig, PendingOrder};
 pub use preprocess::{Normalization, Preprocess};
 pub use split::{split_indices, Holdout};

@@ -64,7 +64,7 @@ pub use crate::{
         PendingEvaluation,
     },
     mlp::{evaluate_mlp, Dense, Head, Mlp, MlpTrainer, NETWORK_VERSION},
-    model::Model,
+    model::{Metadata, Model},
     rows::RowSource,
     schedule::{post_schedule, Constant, CosineWarmRestarts, LrSchedule, Product, Warmup},
     sgd::{gradient, Sgd, StepScratch},

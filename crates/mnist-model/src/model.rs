@@ -12,6 +12,11 @@ use crate::metrics::{evaluate, Evaluation};
 use crate::mlp::{evaluate_mlp, Mlp, NETWORK_VERSION};
 use crate::MODEL_VERSION;
 
+/// Facts kept beside a model's weights in its file, under `"metadata"`: for
+/// example the dataset it was trained on. This crate stores them and gives
+/// them back without looking inside; a file without them reads as empty.
+pub type Metadata = serde_json::Map<String, Value>;
+
 /// A trained model of either kind; the model file's version says which.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Model {
@@ -21,6 +26,17 @@ pub enum Model {
     Network(Mlp),
 }
 
+/// The `"metadata"` object of a model file's text, or an empty one.
+fn metadata_of(text: &str) -> Metadata {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(mut doc)) => match doc.remove("metadata") {
+            Some(Value::Object(metadata)) => metadata,
+            _ => Metadata::new(),
+        },
+        _ => Metadata::new(),
+    }
+}
+
 impl Model {
     /// Reads a model file of either version.
     ///
@@ -28,6 +44,14 @@ impl Model {
     /// [`Error::Io`] if `path` cannot be read, [`Error::ModelFile`] naming
     /// `path` and what is wrong with its contents.
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with_metadata(path).map(|(model, _)| model)
+    }
+
+    /// Reads a model file of either version, with its [`Metadata`].
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    pub fn load_with_metadata(path: &Path) -> Result<(Self, Metadata)> {
         let bytes = std::fs::read(path).map_err(|error| Error::Io {
             path: path.to_path_buf(),
             error,
@@ -38,10 +62,11 @@ impl Model {
         };
         let text =
             std::str::from_utf8(&bytes).map_err(|e| file_error(format!("not UTF-8 text: {e}")))?;
-        Self::from_json_str(text).map_err(|e| match e {
+        let model = Self::from_json_str(text).map_err(|e| match e {
             Error::ModelJson { reason } => file_error(reason),
             other => other,
-        })
+        })?;
+        Ok((model, metadata_of(text)))
     }
 
     /// Reads a model from JSON text of either version.
@@ -91,12 +116,57 @@ impl Model {
         }
     }
 
+    /// The model file's text with `metadata` (left out when empty).
+    ///
+    /// # Errors
+    /// As [`to_json_string`](Self::to_json_string).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mnist_model::{Init, LinearModel, Metadata, Model};
+    /// use rand::SeedableRng;
+    ///
+    /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    /// let model = Model::Linear(LinearModel::new(5, 2, Init::Zeros, &mut rng)?);
+    /// let mut metadata = Metadata::new();
+    /// metadata.insert("dataset".into(), "toy".into());
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("m.json");
+    /// model.save_with(&path, &metadata)?;
+    /// assert_eq!(Model::load_with_metadata(&path)?, (model, metadata));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_json_string_with(&self, metadata: &Metadata) -> Result<String> {
+        let text = self.to_json_string()?;
+        if metadata.is_empty() {
+            return Ok(text);
+        }
+        // Both writers make one JSON object; the metadata goes first in it,
+        // and the weights' text stays as the writer made it.
+        let rest = text.strip_prefix('{').ok_or_else(|| Error::ModelJson {
+            reason: "the model's JSON is not an object".to_string(),
+        })?;
+        let metadata = serde_json::to_string(metadata).map_err(|e| Error::ModelJson {
+            reason: format!("metadata: {e}"),
+        })?;
+        Ok(format!("{{\"metadata\":{metadata},{rest}"))
+    }
+
     /// Writes the model file atomically (temporary file, then rename).
     ///
     /// # Errors
     /// [`Error::Io`] naming `path`, or as [`to_json_string`](Self::to_json_string).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = self.to_json_string()?;
+        self.save_with(path, &Metadata::new())
+    }
+
+    /// [`save`](Self::save) with `metadata` in the file.
+    ///
+    /// # Errors
+    /// As [`save`](Self::save).
+    pub fn save_with(&self, path: &Path, metadata: &Metadata) -> Result<()> {
+        let text = self.to_json_string_with(metadata)?;
         write_atomically(path, text.as_bytes()).map_err(|error| Error::Io {
             path: path.to_path_buf(),
             error,
