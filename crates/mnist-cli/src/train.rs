@@ -675,7 +675,7 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
     }
     say!(
         "timing: load {load_seconds:.3} s, train {train_seconds:.3} s (kernel: {})",
-        mnist_model::kernel_path()
+        learner.kernel()
     );
 
     if let (Some(path), Some(real)) = (&args.save, &files.save) {
@@ -696,7 +696,7 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
             } else {
                 "test"
             },
-            kernel: mnist_model::kernel_path(),
+            kernel: learner.kernel(),
             model: model.describe(),
             epochs,
             iterations,
@@ -935,6 +935,15 @@ impl Learner {
                 bail!("a network is evaluated on a feature matrix, not on rows made on demand")
             }
         })
+    }
+
+    /// What computes the steps: the fused kernels this CPU takes for the
+    /// post's model, ndarray's matrix products for a network.
+    fn kernel(&self) -> &'static str {
+        match self {
+            Learner::Post { .. } => mnist_model::kernel_path(),
+            Learner::Network { .. } => "ndarray matrix products",
+        }
     }
 
     /// The model as it is now.

@@ -362,3 +362,30 @@ fn a_model_records_its_dataset_and_warns_on_another() {
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["classes"][9], "Ankle boot");
 }
+
+#[test]
+fn the_timing_line_names_what_computed_the_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path(), "d", 60);
+    let report = dir.path().join("r.json");
+    let o = mnist(&[
+        "train",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--report",
+        report.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("(kernel: ndarray matrix products)"),
+        "{}",
+        stdout(&o)
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["kernel"], "ndarray matrix products");
+}
