@@ -73,13 +73,19 @@ pub enum Preset {
     /// A hidden layer of 256 ReLU units, softmax head, 20 epochs of batches
     /// of 128, one cosine cycle from 0.05, momentum 0.9, weight decay 1e-4.
     Mlp,
+    /// A convolutional network: 5x5 convolutions of 16 and 32 filters (ReLU,
+    /// 2x2 max-pooling), 128 hidden ReLU units, softmax; 12 epochs of
+    /// batches of 64, one cosine cycle from 0.05, momentum 0.9, weight
+    /// decay 5e-4.
+    Cnn,
 }
 
 /// The settings a resumed run takes from its checkpoint: given again, each
 /// must equal the checkpoint's (`--epochs` may grow).
-pub const FROM_CHECKPOINT: [&str; 14] = [
+pub const FROM_CHECKPOINT: [&str; 15] = [
     "preset",
     "head",
+    "conv",
     "hidden",
     "momentum",
     "weight_decay",
@@ -144,6 +150,11 @@ pub struct TrainArgs {
     /// Output head: the post's ten sigmoids, or a softmax.
     #[arg(long, value_enum, default_value_t = HeadArg::Sigmoid)]
     pub head: HeadArg,
+    /// Start with 5x5 convolutions of these many filters each (ReLU and 2x2
+    /// max-pooling after each), e.g. 16,32; needs the softmax head.
+    #[arg(long, value_name = "FILTERS", value_delimiter = ',')]
+    #[serde(default)]
+    pub conv: Vec<usize>,
     /// Add a hidden layer of N ReLU units (He-initialised).
     #[arg(long, value_name = "N")]
     pub hidden: Option<usize>,
@@ -204,9 +215,11 @@ impl TrainArgs {
             Preset::Post => return,
             Preset::Softmax => mnist_train::Preset::Softmax,
             Preset::Mlp => mnist_train::Preset::Mlp,
+            Preset::Cnn => mnist_train::Preset::Cnn,
         });
         set!(head, HeadArg::from(values.head));
         set!(hidden, values.hidden);
+        set!(conv, values.conv.clone());
         set!(
             init,
             match values.init {
@@ -272,6 +285,16 @@ impl TrainArgs {
                 self.weight_decay
             );
         }
+        if !self.conv.is_empty() && self.head != HeadArg::Softmax {
+            bail!(
+                "--conv {}: a convolutional network has a softmax head; add --head softmax",
+                self.conv
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+        }
         if let Some(h) = self.hidden {
             if !(1..=100_000).contains(&h) {
                 bail!("--hidden {h}: must be between 1 and 100000");
@@ -288,6 +311,7 @@ impl TrainArgs {
                 HeadArg::Sigmoid => Head::Sigmoid,
                 HeadArg::Softmax => Head::Softmax,
             },
+            conv: self.conv.clone(),
             hidden: self.hidden,
             init: match self.init {
                 InitArg::Normal => Init::Normal { std: 1.0 },

@@ -39,6 +39,7 @@
 #![deny(missing_docs)]
 
 mod background;
+mod cnn;
 mod error;
 mod io;
 mod kernel;
@@ -55,6 +56,7 @@ mod sigmoid;
 
 pub use crate::{
     background::{with_background, Background},
+    cnn::{evaluate_cnn, Cnn, CnnTrainer, Conv, CNN_VERSION, PART},
     error::{Error, Result},
     io::{MODEL_FORMAT, MODEL_VERSION},
     linear::{Activation, Init, LinearModel},

@@ -3,7 +3,8 @@
 
 use mnist_data::{Dataset, LazyBatch, Loader, LoaderConfig, Preprocess};
 use mnist_model::{
-    evaluate, Evaluation, Init, LinearModel, Mlp, MlpTrainer, Model, RowSource, Sgd, StepScratch,
+    evaluate, evaluate_cnn, Cnn, CnnTrainer, Evaluation, Init, LinearModel, Mlp, MlpTrainer, Model,
+    RowSource, Sgd, StepScratch,
 };
 use ndarray::{Array1, Array2};
 use rand::SeedableRng;
@@ -25,7 +26,13 @@ pub(crate) enum Learner {
     },
     /// A network, with SGD with momentum and weight decay.
     Network { model: Mlp, trainer: MlpTrainer },
+    /// A convolutional network, with SGD with momentum and weight decay on
+    /// every core.
+    Cnn { model: Cnn, trainer: CnnTrainer },
 }
+
+/// The side of the convolutions' square kernels.
+const KERNEL: usize = 5;
 
 impl Learner {
     /// A fresh model: initial weights drawn from a stream of the seed of
@@ -36,6 +43,18 @@ impl Learner {
         if config.is_post() {
             let model = LinearModel::new(features, classes, config.init, &mut rng)?;
             return Self::resume(config, Model::Linear(model), None);
+        }
+        if !config.conv.is_empty() {
+            // The rows are square images and the bias feature.
+            let side = (1..=features).find(|s| s * s + 1 >= features).unwrap_or(0);
+            if side * side + 1 != features {
+                return Err(Error::Config {
+                    name: "convolutions",
+                    reason: format!("{features} features are not a square image and a bias"),
+                });
+            }
+            let model = Cnn::new(side, KERNEL, &config.conv, config.hidden, classes, &mut rng)?;
+            return Self::resume(config, Model::Cnn(model), None);
         }
         let zeros = config.init == Init::Zeros;
         let model = Mlp::new(
@@ -68,6 +87,13 @@ impl Learner {
                 }
                 Learner::Network { model, trainer }
             }
+            Model::Cnn(model) => {
+                let mut trainer = CnnTrainer::new(&model, config.momentum, config.weight_decay)?;
+                if let Some(v) = velocity {
+                    trainer.set_velocity(v)?;
+                }
+                Learner::Cnn { model, trainer }
+            }
         })
     }
 
@@ -96,6 +122,9 @@ impl Learner {
             Learner::Network { model, trainer } => loader
                 .next_batch()
                 .map(|batch| trainer.step(&mut *model, batch.x, batch.y, lr)),
+            Learner::Cnn { model, trainer } => loader
+                .next_batch()
+                .map(|batch| trainer.step(&mut *model, batch.x, batch.y, lr)),
         }
     }
 
@@ -114,7 +143,10 @@ impl Learner {
             (Learner::Network { model, .. }, Evaluator::Matrix(set)) => {
                 mnist_model::evaluate_mlp(model, set.x.view(), &set.labels)?
             }
-            (Learner::Network { .. }, Evaluator::Rows(_)) => {
+            (Learner::Cnn { model, .. }, Evaluator::Matrix(set)) => {
+                evaluate_cnn(model, set.x.view(), &set.labels)?
+            }
+            (Learner::Network { .. } | Learner::Cnn { .. }, Evaluator::Rows(_)) => {
                 return Err(Error::Internal(
                     "a network is evaluated on a feature matrix, not on rows made on demand",
                 ))
@@ -127,6 +159,7 @@ impl Learner {
         match self {
             Learner::Post { model, .. } => Model::Linear(model.clone()),
             Learner::Network { model, .. } => Model::Network(model.clone()),
+            Learner::Cnn { model, .. } => Model::Cnn(model.clone()),
         }
     }
 
@@ -135,6 +168,7 @@ impl Learner {
         match self {
             Learner::Post { .. } => None,
             Learner::Network { trainer, .. } => Some(trainer.velocity()),
+            Learner::Cnn { trainer, .. } => Some(trainer.velocity()),
         }
     }
 
@@ -144,6 +178,7 @@ impl Learner {
         match self {
             Learner::Post { .. } => mnist_model::kernel_path(),
             Learner::Network { .. } => "ndarray matrix products",
+            Learner::Cnn { .. } => "im2col and ndarray matrix products, all cores",
         }
     }
 }
