@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use mnist_fetch::{Dataset, Mirror};
-use xtask::{bench, ci, fetch, synth, Progress};
+use xtask::{bench, ci, fetch, man, synth, Progress};
 
 /// Project tasks for the MNIST workspace.
 #[derive(Debug, Parser)]
@@ -27,6 +27,15 @@ enum Command {
     Bench(BenchArgs),
     /// Write an MNIST-format training set of N distorted copies of the real one
     Synth(SynthArgs),
+    /// Write the `mnist` man page [default: target/man/mnist.1]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+struct ManArgs {
+    /// Where to write the man page [default: target/man/mnist.1 at the workspace root]
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +132,7 @@ fn main() -> ExitCode {
         }),
         Command::Bench(args) => run_bench(args),
         Command::Synth(args) => run_synth(args),
+        Command::Man(args) => man::run(&args.out.unwrap_or_else(man::default_path)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::{Checkpoint, Velocity, FILE as CHECKPOINT_FILE};
 use crate::data::{open_part, DatasetInfo};
+use crate::data_home;
 use crate::output::write_atomic;
 use crate::paths::{real_location, Files};
 use crate::predict::plural;
@@ -87,9 +88,10 @@ pub const FROM_CHECKPOINT: [&str; 14] = [
 /// Arguments of `mnist train`; the defaults are the post's settings.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct TrainArgs {
-    /// Folder with the four decompressed IDX files.
-    #[arg(long, value_name = "DIR", default_value = "data/mnist")]
-    pub data_dir: PathBuf,
+    /// Folder with the four decompressed IDX files [default: mnist/ in the
+    /// data home: $MNIST_DATA, the workspace's data/, the user data folder].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Passes over the training set.
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
@@ -370,10 +372,10 @@ struct RunFiles {
 impl RunFiles {
     /// Resolves and checks every input and output of `args`; `resume` is
     /// the checkpoint folder resumed from, if any.
-    fn new(args: &TrainArgs, resume: Option<&Path>) -> Result<Self> {
+    fn new(args: &TrainArgs, data_dir: &Path, resume: Option<&Path>) -> Result<Self> {
         let mut files = Files::new();
         for part in [Part::Train, Part::Test] {
-            let (images, labels) = part.paths(&args.data_dir);
+            let (images, labels) = part.paths(data_dir);
             files.input("--data-dir", &images)?;
             files.input("--data-dir", &labels)?;
         }
@@ -415,7 +417,7 @@ impl RunFiles {
             None => None,
         };
         Ok(Self {
-            data_dir: real_location(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone()),
+            data_dir: real_location(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()),
             save,
             report,
             checkpoint_dir,
@@ -437,11 +439,12 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
     };
     let args = &args;
     let plan = args.plan()?;
-    let files = RunFiles::new(args, given.resume.as_deref())?;
+    let data_dir = &data_home::resolve(args.data_dir.as_deref(), "mnist")?;
+    let files = RunFiles::new(args, data_dir, given.resume.as_deref())?;
     // Checkpoints record where the data and the outputs are, so that a run
     // resumed from another folder finds and writes the same files.
     let mut recorded = args.clone();
-    recorded.data_dir.clone_from(&files.data_dir);
+    recorded.data_dir = Some(files.data_dir.clone());
     recorded.save.clone_from(&files.save);
     recorded.report.clone_from(&files.report);
     let interrupted = interrupt_flag()?;
@@ -449,17 +452,17 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
     log.line(&format!("seed {}", args.seed));
 
     let t_load = Instant::now();
-    let train = open_part(&args.data_dir, Part::Train)?;
-    let test = open_part(&args.data_dir, Part::Test)?;
+    let train = open_part(data_dir, Part::Train)?;
+    let test = open_part(data_dir, Part::Test)?;
     if train.pixels() != test.pixels() {
         bail!(
             "{}: training images have {} pixels but test images {}",
-            args.data_dir.display(),
+            data_dir.display(),
             train.pixels(),
             test.pixels()
         );
     }
-    let info = DatasetInfo::of(&args.data_dir, &test, Some(&train));
+    let info = DatasetInfo::of(data_dir, &test, Some(&train));
     let names = info.class_names.clone();
     let dataset = train.fingerprint().to_string();
     let pre = Preprocess::default();
@@ -506,7 +509,7 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
 
     let (mut learner, mut epochs, mut iterations) = match resumed {
         Some((ck, model, velocity)) => {
-            ck.check_dataset(&dataset, &args.data_dir)?;
+            ck.check_dataset(&dataset, data_dir)?;
             if model.features() != loader.features() || model.classes() != train.classes() {
                 bail!(
                     "--resume: the checkpoint's model takes {} features and {} classes, the data gives {} and {}",
