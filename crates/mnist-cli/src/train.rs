@@ -462,7 +462,14 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
             test.pixels()
         );
     }
-    let info = DatasetInfo::of(data_dir, &test, Some(&train));
+    // A resumed run names a dataset it does not recognise after the folder
+    // its first run read, wherever that data is now, so that its model
+    // records the same dataset as an uninterrupted run's.
+    let named_after = resumed
+        .as_ref()
+        .and_then(|(ck, ..)| ck.config.data_dir.clone())
+        .unwrap_or_else(|| data_dir.clone());
+    let info = DatasetInfo::of(&named_after, &test, Some(&train));
     let names = info.class_names.clone();
     let dataset = train.fingerprint().to_string();
     let pre = Preprocess::default();
