@@ -166,7 +166,10 @@ fn train_on(
 #[test]
 fn every_kernel_path_saves_the_same_model() {
     let dir = tempfile::tempdir().unwrap();
-    for (epochs, paths) in [(10, &["avx512", "avx2"][..]), (1, &["portable"][..])] {
+    for (epochs, paths) in [
+        (10, &["avx512", "avx2", "neon"][..]),
+        (1, &["portable"][..]),
+    ] {
         for seed in 0..5 {
             let (want, _) = train_on("", seed, epochs, &dir).unwrap();
             for &path in paths {

@@ -113,7 +113,7 @@ pub enum Error {
     #[error("{reason}")]
     Kernel {
         /// What was asked for and why it cannot run, e.g. `MNIST_KERNEL=avx512:
-        /// this CPU cannot run the avx512 path: it lacks avx512f`.
+        /// this CPU cannot run the avx512 path (it needs avx512f)`.
         reason: String,
     },
 

@@ -406,9 +406,42 @@ unsafe fn execute_avx2(op: Op<'_>) {
     execute::<Generic<1, 5, 1, 5>>(op)
 }
 
+/// # Safety
+/// The CPU must support neon.
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn execute_neon(op: Op<'_>) {
+    // SAFETY: the `neon` functions need nothing but neon, which this
+    // function's callers guarantee.
+    unsafe {
+        match op {
+            Op::Forward { block, done, out } => {
+                let out = &mut out[..block.rows * block.classes];
+                neon::logits(&block, out, done);
+                sigmoid_in_place(out);
+            }
+            Op::Step {
+                block,
+                done,
+                y,
+                p,
+                grad,
+                fresh,
+                loss,
+            } => {
+                let n = block.rows * block.classes;
+                let p = &mut p[..n];
+                neon::logits(&block, p, done);
+                residuals(p, &y[..n], loss);
+                neon::gradient(&block, p, grad, fresh);
+            }
+        }
+    }
+}
+
 /// The environment variable that forces a code path: `avx512`, `avx2`,
-/// `portable` (or the names [`Path::name`] reports); unset or empty, the
-/// fastest path this CPU supports.
+/// `neon`, `portable` (or the names [`Path::name`] reports); unset or empty,
+/// the fastest path this CPU supports.
 pub(crate) const ENV: &str = "MNIST_KERNEL";
 
 /// A code path of the products. All give the same bits; they differ in
@@ -419,6 +452,8 @@ pub(crate) enum Path {
     Avx512,
     /// AVX2 with FMA, the generic code compiled for it.
     Avx2,
+    /// NEON (aarch64), explicit 128-bit registers ([`neon`]).
+    Neon,
     /// The generic code for the target's baseline, `f32::mul_add` for every
     /// multiply-add.
     Portable,
@@ -426,13 +461,14 @@ pub(crate) enum Path {
 
 impl Path {
     /// Every path, fastest first.
-    pub(crate) const ALL: [Path; 3] = [Path::Avx512, Path::Avx2, Path::Portable];
+    pub(crate) const ALL: [Path; 4] = [Path::Avx512, Path::Avx2, Path::Neon, Path::Portable];
 
     /// The name reports print.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Path::Avx512 => "avx512f+fma",
             Path::Avx2 => "avx2+fma",
+            Path::Neon => "neon",
             Path::Portable => "portable",
         }
     }
@@ -442,11 +478,13 @@ impl Path {
         match self {
             Path::Avx512 => "avx512",
             Path::Avx2 => "avx2",
+            Path::Neon => "neon",
             Path::Portable => "portable",
         }
     }
 
-    /// What this CPU lacks to run the path; `None` if it can.
+    /// What this CPU lacks to run the path (a feature, or another kind of
+    /// CPU); `None` if it can.
     pub(crate) fn missing(self) -> Option<&'static str> {
         #[cfg(target_arch = "x86_64")]
         let x86 = |features: &[(&'static str, bool)]| {
@@ -468,6 +506,10 @@ impl Path {
             ]),
             #[cfg(not(target_arch = "x86_64"))]
             Path::Avx512 | Path::Avx2 => Some("an x86-64 CPU"),
+            #[cfg(target_arch = "aarch64")]
+            Path::Neon => (!std::arch::is_aarch64_feature_detected!("neon")).then_some("neon"),
+            #[cfg(not(target_arch = "aarch64"))]
+            Path::Neon => Some("an aarch64 CPU"),
             Path::Portable => None,
         }
     }
@@ -506,8 +548,8 @@ impl Path {
             })?;
         match path.missing() {
             None => Ok(path),
-            Some(lack) => Err(format!(
-                "{ENV}={shown}: this CPU cannot run the {} path: it lacks {lack}",
+            Some(need) => Err(format!(
+                "{ENV}={shown}: this CPU cannot run the {} path (it needs {need})",
                 path.short_name()
             )),
         }
@@ -558,6 +600,9 @@ pub(crate) fn run_on(path: Path, op: Op<'_>) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Path::Avx2 if path.missing().is_none() => unsafe { execute_avx2(op) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above.
+        Path::Neon if path.missing().is_none() => unsafe { execute_neon(op) },
         Path::Portable => execute::<Generic<1, 5, 1, 5>>(op),
         _ => panic!(
             "the {} kernel path needs {}",
@@ -584,6 +629,7 @@ pub(crate) fn runnable() -> Vec<(Path, fn(Op<'_>))> {
                 match path {
                     Path::Avx512 => |op| run_on(Path::Avx512, op),
                     Path::Avx2 => |op| run_on(Path::Avx2, op),
+                    Path::Neon => |op| run_on(Path::Neon, op),
                     Path::Portable => |op| run_on(Path::Portable, op),
                 },
             ));
@@ -922,6 +968,208 @@ mod avx512 {
     }
 }
 
+/// The NEON products with explicit registers, of the AVX2 path's design
+/// (one row or one chunk at a time, five classes): a 16-lane chunk is four
+/// 128-bit registers, so five classes keep 20 of the 32 vector registers as
+/// accumulators, with the chunk's four and a weight's four beside them.
+/// Lane by lane the operations are those of [`Generic`], in the same order
+/// (`vfmaq_f32(c, a, b)` is `a * b + c` with one rounding, as `mul_add`),
+/// and the lanes are summed by the tree of `hsum`, so the results are
+/// identical bit for bit.
+///
+/// Every function here needs neon; `execute_neon`, the only caller, checks
+/// it.
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::{
+        float32x4_t, vaddq_f32, vdupq_n_f32, vextq_f32, vfmaq_f32, vgetq_lane_f32, vld1q_f32,
+        vst1q_f32,
+    };
+
+    use super::{Block, Done, LANES};
+
+    /// The 16 lanes of a chunk: lanes 0-3, 4-7, 8-11 and 12-15.
+    type Chunk = [float32x4_t; 4];
+
+    /// Classes per pass, in the forward pass (one row) and the gradient
+    /// (one chunk): 20 accumulators.
+    const G: usize = 5;
+
+    /// The first 16 values of `s`.
+    ///
+    /// # Safety
+    /// The CPU must support neon.
+    ///
+    /// # Panics
+    /// When `s` is shorter.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn load(s: &[f32]) -> Chunk {
+        let s = &s[..LANES];
+        // SAFETY: `s` holds 16 floats (checked above), four loads of four
+        // (unaligned loads).
+        unsafe { std::array::from_fn(|q| vld1q_f32(s.as_ptr().add(4 * q))) }
+    }
+
+    /// Stores `v` into the first 16 values of `s`.
+    ///
+    /// # Safety
+    /// As [`load`].
+    ///
+    /// # Panics
+    /// When `s` is shorter.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn store(s: &mut [f32], v: Chunk) {
+        let s = &mut s[..LANES];
+        for (q, v) in v.into_iter().enumerate() {
+            // SAFETY: as in `load`.
+            unsafe { vst1q_f32(s.as_mut_ptr().add(4 * q), v) };
+        }
+    }
+
+    /// `a * b + c` lane by lane, one rounding.
+    ///
+    /// # Safety
+    /// The CPU must support neon.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn fma(a: Chunk, b: Chunk, c: Chunk) -> Chunk {
+        std::array::from_fn(|q| vfmaq_f32(c[q], a[q], b[q]))
+    }
+
+    /// The lanes of `v` summed by the tree of `super::hsum`: lanes `k` and
+    /// `k + 8`, then `k` and `k + 4`, then `(0 + 2) + (1 + 3)`.
+    ///
+    /// # Safety
+    /// The CPU must support neon.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn hsum(v: Chunk) -> f32 {
+        // Lanes 0-3 and 4-7 of the 8 sums `k + (k + 8)`.
+        let (lo, hi) = (vaddq_f32(v[0], v[2]), vaddq_f32(v[1], v[3]));
+        let s4 = vaddq_f32(lo, hi);
+        let t = vaddq_f32(s4, vextq_f32::<2>(s4, s4));
+        vgetq_lane_f32::<0>(t) + vgetq_lane_f32::<1>(t)
+    }
+
+    /// Logits of row `r` for classes `cg..cg + GC`, into `out` (`rows x
+    /// classes`).
+    ///
+    /// # Safety
+    /// The CPU must support neon.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn logits_row<const GC: usize>(b: &Block<'_>, r: usize, cg: usize, out: &mut [f32]) {
+        let stride = b.chunks * LANES;
+        let x = &b.x[r * stride..(r + 1) * stride];
+        // SAFETY: the callers guarantee neon, all these functions need.
+        unsafe {
+            let mut acc = [[vdupq_n_f32(0.0); 4]; GC];
+            for i in 0..b.chunks {
+                // Slices of the exact lengths: one bounds check a chunk, not
+                // one a load.
+                let xv = load(&x[i * LANES..(i + 1) * LANES]);
+                let at = (i * b.classes + cg) * LANES;
+                let w = &b.packed[at..at + GC * LANES];
+                for g in 0..GC {
+                    acc[g] = fma(xv, load(&w[g * LANES..(g + 1) * LANES]), acc[g]);
+                }
+            }
+            for g in 0..GC {
+                out[r * b.classes + cg + g] = hsum(acc[g]);
+            }
+        }
+    }
+
+    /// Logits of the rows of a block into `out` (`rows x classes`), calling
+    /// `done` as each row is finished.
+    ///
+    /// # Safety
+    /// The CPU must support neon.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn logits(b: &Block<'_>, out: &mut [f32], done: Done<'_>) {
+        for r in 0..b.rows {
+            let mut cg = 0;
+            // SAFETY: as in `logits_row`.
+            unsafe {
+                while cg + G <= b.classes {
+                    logits_row::<G>(b, r, cg, out);
+                    cg += G;
+                }
+                while cg < b.classes {
+                    logits_row::<1>(b, r, cg, out);
+                    cg += 1;
+                }
+            }
+            done(r, 1);
+        }
+    }
+
+    /// `grad[chunk i, classes cg..cg+GC] += sum_r g[r][c] x[r][chunk]`,
+    /// rows in order; `=` if `fresh`.
+    ///
+    /// # Safety
+    /// The CPU must support neon.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn gradient_strip<const GC: usize>(
+        b: &Block<'_>,
+        g: &[f32],
+        cg: usize,
+        i: usize,
+        grad: &mut [f32],
+        fresh: bool,
+    ) {
+        let (stride, classes) = (b.chunks * LANES, b.classes);
+        // SAFETY: as in `logits_row`.
+        unsafe {
+            let mut acc = [[vdupq_n_f32(0.0); 4]; GC];
+            if !fresh {
+                for c in 0..GC {
+                    acc[c] = load(&grad[(i * classes + cg + c) * LANES..]);
+                }
+            }
+            for r in 0..b.rows {
+                let at = r * stride + i * LANES;
+                let xv = load(&b.x[at..at + LANES]);
+                let gr = &g[r * classes + cg..r * classes + cg + GC];
+                for c in 0..GC {
+                    acc[c] = fma([vdupq_n_f32(gr[c]); 4], xv, acc[c]);
+                }
+            }
+            for c in 0..GC {
+                store(&mut grad[(i * classes + cg + c) * LANES..], acc[c]);
+            }
+        }
+    }
+
+    /// Adds `X^T g` for the rows of a block into the packed `grad` (writes
+    /// it, if `fresh`).
+    ///
+    /// # Safety
+    /// The CPU must support neon.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn gradient(b: &Block<'_>, g: &[f32], grad: &mut [f32], fresh: bool) {
+        let mut cg = 0;
+        // SAFETY: as in `logits_row`.
+        unsafe {
+            while cg + G <= b.classes {
+                for i in 0..b.chunks {
+                    gradient_strip::<G>(b, g, cg, i, grad, fresh);
+                }
+                cg += G;
+            }
+            while cg < b.classes {
+                for i in 0..b.chunks {
+                    gradient_strip::<1>(b, g, cg, i, grad, fresh);
+                }
+                cg += 1;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1029,7 +1277,7 @@ mod tests {
                     (Err(e), Some(lack)) => assert_eq!(
                         e,
                         format!(
-                            "MNIST_KERNEL={name}: this CPU cannot run the {} path: it lacks {lack}",
+                            "MNIST_KERNEL={name}: this CPU cannot run the {} path (it needs {lack})",
                             path.short_name()
                         )
                     ),
@@ -1042,6 +1290,6 @@ mod tests {
             e.starts_with("MNIST_KERNEL=sse2: no such kernel path"),
             "{e}"
         );
-        assert!(e.contains("avx512, avx2"), "{e}");
+        assert!(e.contains("avx512, avx2, neon, portable"), "{e}");
     }
 }

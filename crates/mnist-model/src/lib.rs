@@ -8,7 +8,8 @@
 //! bias column of ones for MNIST) and targets are one-hot rows.
 //!
 //! The two products of training (`X W` and `X^T (p - y)`) run in kernels
-//! specialised to few outputs, with AVX-512 or AVX2 chosen at run time (or forced by [`KERNEL_ENV`]). The same seed and data give the same
+//! specialised to few outputs, with AVX-512, AVX2 or NEON chosen at run
+//! time (or forced by [`KERNEL_ENV`]). The same seed and data give the same
 //! weights bit for bit, whatever the thread scheduling and whatever the CPU:
 //! every path fuses its multiply-adds and sums in the same order.
 //!
@@ -70,8 +71,8 @@ pub use crate::{
     sgd::{gradient, Sgd, StepScratch},
 };
 
-/// The environment variable that forces a kernel path: `avx512`, `avx2` or
-/// `portable`. Unset or empty, the fastest path this CPU supports
+/// The environment variable that forces a kernel path: `avx512`, `avx2`,
+/// `neon` or `portable`. Unset or empty, the fastest path this CPU supports
 /// runs. Every path gives the same bits; forcing one is for measuring and
 /// checking them.
 pub const KERNEL_ENV: &str = kernel::ENV;
@@ -84,13 +85,13 @@ pub const KERNEL_ENV: &str = kernel::ENV;
 /// # Errors
 ///
 /// [`Error::Kernel`] when [`KERNEL_ENV`] names no kernel path, or one this
-/// CPU cannot run (`avx512` on a CPU without AVX-512, say).
+/// CPU cannot run (`avx512` on a CPU without AVX-512, `neon` on x86-64).
 pub fn select_kernel() -> Result<&'static str> {
     kernel::selected().map(|p| p.name())
 }
 
-/// Which kernel runs: `"avx512f+fma"`, `"avx2+fma"` or `"portable"`. All
-/// three give identical results, bit for bit: every
+/// Which kernel runs: `"avx512f+fma"`, `"avx2+fma"`, `"neon"` or
+/// `"portable"`. All four give identical results, bit for bit: every
 /// multiply-add is fused (one rounding), in the same order, and the lanes
 /// are summed by the same tree.
 ///

@@ -379,13 +379,13 @@ mod tests {
                 sum.add(pv, yv);
             }
             let want = sum.total();
-            let mut got = vec![block_loss(&p, &y)];
             #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx512f") {
-                // SAFETY: avx512f was detected just above.
-                got.push(unsafe { block_loss_avx512(&p, &y) });
-            }
-            for got in got {
+            // SAFETY: avx512f is detected first.
+            let wide =
+                is_x86_feature_detected!("avx512f").then(|| unsafe { block_loss_avx512(&p, &y) });
+            #[cfg(not(target_arch = "x86_64"))]
+            let wide = None;
+            for got in std::iter::once(block_loss(&p, &y)).chain(wide) {
                 assert!(
                     got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
                     "trial {trial}, {n} terms: {got} vs {want}"
