@@ -6,6 +6,7 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
+use crate::cross;
 use crate::dataset::DatasetSpec;
 use crate::fetch::{self, workspace_root};
 
@@ -14,13 +15,16 @@ use crate::fetch::{self, workspace_root};
 pub struct Options {
     /// Skip fetching MNIST (the tests that need it then skip or fail).
     pub no_fetch: bool,
+    /// Skip the cross-check on aarch64 even where its tools are installed.
+    pub no_cross: bool,
     /// Extra arguments for `cargo test --workspace`.
     pub test_args: Vec<String>,
 }
 
 /// Runs `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with
-/// warnings denied, fetches MNIST into `data/mnist/` and runs
-/// `cargo test --workspace`, stopping at the first failure.
+/// warnings denied, fetches MNIST into `data/mnist/`, runs
+/// `cargo test --workspace` and, where its tools are installed, the
+/// [`cross`] check on aarch64 under qemu, stopping at the first failure.
 ///
 /// # Errors
 ///
@@ -68,6 +72,16 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     test.extend(options.test_args.iter().map(String::as_str));
     step(&format!("cargo {}", test.join(" ")));
     cargo_step(&cargo, &root, &test)?;
+
+    // The same bits on 64-bit ARM, where the tools are installed.
+    match cross::tools() {
+        Ok(tools) if !options.no_cross => {
+            step("cross-check (aarch64 under qemu)");
+            cross::run(&cross::Options::default(), &tools).context("step `cross-check` failed")?;
+        }
+        Ok(_) => step("cross-check (skipped: --no-cross)"),
+        Err(why) => step(&format!("cross-check (skipped: {why:#})")),
+    }
 
     step("ci: all steps passed");
     Ok(())

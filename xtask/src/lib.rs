@@ -1,5 +1,5 @@
 //! Project tasks behind `cargo xtask`: fetching the datasets, running the CI
-//! checks, timing the trainer against its peers ([`bench`](mod@bench)) and making larger
+//! checks, checking the results on 64-bit ARM under qemu ([`cross`]), timing the trainer against its peers ([`bench`](mod@bench)) and making larger
 //! synthetic training sets ([`synth`]). The network and gzip code of the
 //! workspace lives here only.
 //!
@@ -27,6 +27,7 @@
 pub mod bench;
 pub mod checksum;
 pub mod ci;
+pub mod cross;
 mod dataset;
 pub mod fetch;
 mod mirror;
