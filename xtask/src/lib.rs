@@ -31,6 +31,7 @@ pub mod cross;
 mod dataset;
 pub mod fetch;
 mod mirror;
+pub mod peak;
 mod pieces;
 mod progress;
 pub mod synth;
