@@ -119,3 +119,75 @@ fn eval_of_a_saved_model_matches_training_and_inspect_reads_the_data() {
     assert!(text.contains("dims:     10000 x 28 x 28"), "{text}");
     assert!(text.contains("type:     u8 (magic 2051)"), "{text}");
 }
+
+/// Trains `epochs` epochs with `seed` on the kernel path `kernel` (forced by
+/// `MNIST_KERNEL`); the model file's bytes and the report's `kernel`, or
+/// `None` when this CPU cannot run the path.
+fn train_on(
+    kernel: &str,
+    seed: u64,
+    epochs: u32,
+    dir: &tempfile::TempDir,
+) -> Option<(Vec<u8>, Value)> {
+    let model = dir.path().join(format!("model-{kernel}-{seed}.json"));
+    let report = dir.path().join(format!("report-{kernel}-{seed}.json"));
+    let out = Command::new(mnist_binary().unwrap())
+        .env("MNIST_KERNEL", kernel)
+        .arg("train")
+        .arg("--data-dir")
+        .arg(mnist_dir())
+        .args(["--seed", &seed.to_string(), "--epochs", &epochs.to_string()])
+        .arg("--quiet")
+        .arg("--save")
+        .arg(&model)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    if !out.status.success() {
+        let lacks = format!("error: MNIST_KERNEL={kernel}: this CPU cannot run the {kernel} path");
+        assert!(err.starts_with(&lacks), "{kernel}: {err}");
+        return None;
+    }
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    Some((std::fs::read(&model).unwrap(), report["kernel"].clone()))
+}
+
+/// Same seed, same bits, on every kernel path this CPU can run: the SIMD
+/// paths over the post's whole run, the portable one (much slower) over its
+/// first epoch, for seeds 0 to 4.
+#[test]
+fn every_kernel_path_saves_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    for (epochs, paths) in [
+        (10, &["avx512", "avx2", "neon"][..]),
+        (1, &["portable"][..]),
+    ] {
+        for seed in 0..5 {
+            let (want, _) = train_on("", seed, epochs, &dir).unwrap();
+            for &path in paths {
+                if let Some((got, kernel)) = train_on(path, seed, epochs, &dir) {
+                    eprintln!("seed {seed}, {epochs} epochs: {kernel} gives the same model");
+                    assert!(kernel.as_str().unwrap().starts_with(path), "{kernel}");
+                    assert!(got == want, "seed {seed}, {epochs} epochs: {path} differs");
+                }
+            }
+        }
+    }
+    // Not a path: refused before any work, with the names that are.
+    let out = Command::new(mnist_binary().unwrap())
+        .env("MNIST_KERNEL", "sse9")
+        .args(["train", "--quiet", "--data-dir"])
+        .arg(mnist_dir())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(
+            "error: MNIST_KERNEL=sse9: no such kernel path (expected one of avx512, avx2"
+        ),
+        "{err}"
+    );
+}

@@ -19,6 +19,7 @@ use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
 use crate::fetch::workspace_root;
+use crate::peak;
 
 /// The four MNIST file names, decompressed.
 pub const MNIST_FILES: [&str; 4] = [
@@ -575,6 +576,38 @@ pub struct Results {
     pub load: (Option<String>, Option<String>),
     /// How the training images map, where this can be told (Linux).
     pub pages: Option<HugePages>,
+    /// The kernel path this build's runs took and their FLOPs, where the
+    /// report tells them (the post's linear model).
+    pub work: Option<Work>,
+    /// The FMA peak of all cores with that path's instructions, FLOP/s,
+    /// measured after the runs.
+    pub peak_flops: Option<f64>,
+}
+
+/// What one of this build's runs computed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Work {
+    /// The kernel path the report names.
+    pub kernel: String,
+    /// FLOPs of the two products over the run (see [`peak::linear_flops`]).
+    pub flops: f64,
+}
+
+/// The kernel path and the FLOPs of a run, from its report; `None` when
+/// the report lacks them or trained another model.
+pub fn report_work(text: &str, epochs: usize) -> Option<Work> {
+    let report: Value = serde_json::from_str(text).ok()?;
+    let field = |key: &str| report.get(key);
+    let flops = peak::linear_flops(
+        field("model")?.as_str()?,
+        field("train_samples")?.as_u64()?,
+        field("val_samples")?.as_u64()?,
+        epochs,
+    )?;
+    Some(Work {
+        kernel: field("kernel")?.as_str()?.to_string(),
+        flops,
+    })
 }
 
 /// `line` without its first `n` whitespace-separated fields and the
@@ -891,6 +924,10 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
         ours.rotate_left(turn);
         for (which, program) in ours {
             let sample = run_trainer(program, which, options, run, &report);
+            if which == Impl::Rust && results.work.is_none() {
+                let text = fs::read_to_string(&report).unwrap_or_default();
+                results.work = report_work(&text, options.epochs);
+            }
             let _ = fs::remove_file(&report);
             let sample = sample?;
             print_run(&sample, options.runs);
@@ -920,6 +957,14 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
         }
     }
     results.load.1 = loadavg();
+    if let Some(work) = &results.work {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        eprintln!(
+            "bench: measuring the FMA peak of {cores} core(s) with {}",
+            work.kernel
+        );
+        results.peak_flops = peak::flops(&work.kernel, cores);
+    }
     print!("{}", table(&results, options));
     if let Some(path) = &options.json {
         write_json(path, &results, options)?;
@@ -1080,6 +1125,25 @@ pub fn table(results: &Results, options: &Options) -> String {
                 m.accuracy.map_or_else(|| "-".into(), |a| format!("{a:.4}")),
             );
         }
+    }
+    if let (Some(work), Some(m)) = (&results.work, results.medians(Impl::Rust)) {
+        let reached = work.flops / m.train_s;
+        let _ = write!(
+            out,
+            "rust: {:.1} GFLOP in the median train_s, {:.1} GFLOP/s ({})",
+            work.flops / 1e9,
+            reached / 1e9,
+            work.kernel
+        );
+        let _ = match results.peak_flops {
+            Some(peak) => writeln!(
+                out,
+                ": {:.1}% of this machine's FMA peak with those instructions ({:.1} GFLOP/s on all cores, measured after the runs)",
+                100.0 * reached / peak,
+                peak / 1e9
+            ),
+            None => writeln!(out),
+        };
     }
     for i in 0..options.baselines.len() {
         let which = Impl::Baseline(i);

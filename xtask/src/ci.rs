@@ -8,6 +8,7 @@ use anyhow::Context as _;
 
 use mnist_fetch::DatasetSpec;
 
+use crate::cross;
 use crate::fetch::{default_out_dir, workspace_root};
 use crate::progress::Progress;
 
@@ -17,6 +18,8 @@ pub struct Options {
     /// Skip fetching MNIST (the tests on the real data then fail, saying
     /// how to fetch it, unless it is already there).
     pub no_fetch: bool,
+    /// Skip the cross-check on aarch64 even where its tools are installed.
+    pub no_cross: bool,
     /// Extra arguments for `cargo test --workspace`.
     pub test_args: Vec<String>,
 }
@@ -24,8 +27,9 @@ pub struct Options {
 /// Runs `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with
 /// warnings denied, fetches MNIST into `data/mnist/`, runs
 /// `cargo test --workspace` with the tests on the real data included (they
-/// are `#[ignore]`d otherwise), then packages every publishable crate and
-/// builds each from its packaged files, stopping at the first failure.
+/// are `#[ignore]`d otherwise), packages every publishable crate and builds
+/// each from its packaged files, then, where its tools are installed, runs
+/// the [`cross`] check on aarch64 under qemu, stopping at the first failure.
 ///
 /// # Errors
 ///
@@ -93,6 +97,16 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     ];
     step(&format!("cargo {}", package.join(" ")));
     cargo_step(&cargo, &root, &package)?;
+
+    // The same bits on 64-bit ARM, where the tools are installed.
+    match cross::tools() {
+        Ok(tools) if !options.no_cross => {
+            step("cross-check (aarch64 under qemu)");
+            cross::run(&cross::Options::default(), &tools).context("step `cross-check` failed")?;
+        }
+        Ok(_) => step("cross-check (skipped: --no-cross)"),
+        Err(why) => step(&format!("cross-check (skipped: {why:#})")),
+    }
 
     step("ci: all steps passed");
     Ok(())

@@ -1,7 +1,8 @@
 //! Project tasks behind `cargo xtask`: fetching the datasets, running the CI
-//! checks, timing the trainer against its peers ([`bench`](mod@bench)),
-//! making larger synthetic training sets ([`synth`]) and writing the man
-//! page ([`man`]).
+//! checks, checking the results on 64-bit ARM under qemu ([`cross`]),
+//! timing the trainer against its peers ([`bench`](mod@bench)), making
+//! larger synthetic training sets ([`synth`]) and writing the man page
+//! ([`man`]).
 //!
 //! The fetcher itself is the `mnist-fetch` crate, shared with `mnist
 //! fetch`; [`fetch`](mod@fetch) knows where the workspace keeps its data.
@@ -9,8 +10,10 @@
 
 pub mod bench;
 pub mod ci;
+pub mod cross;
 pub mod fetch;
 pub mod man;
+pub mod peak;
 mod progress;
 pub mod synth;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use mnist_fetch::{Dataset, Mirror};
-use xtask::{bench, ci, fetch, man, synth, Progress};
+use xtask::{bench, ci, cross, fetch, man, synth, Progress};
 
 /// Project tasks for the MNIST workspace.
 #[derive(Debug, Parser)]
@@ -21,8 +21,12 @@ enum Command {
     /// Download, verify and decompress a dataset into <OUT>/<DATASET>/
     FetchData(FetchArgs),
     /// Run cargo fmt --check, clippy and rustdoc -D warnings, fetch-data, the
-    /// tests (those on the real data included) and cargo package
+    /// tests (those on the real data included), cargo package and the
+    /// aarch64 cross-check
     Ci(CiArgs),
+    /// Run the library tests for aarch64 under qemu, and check that an epoch of
+    /// training there saves the same model file as here
+    CrossCheck(CrossArgs),
     /// Time whole training runs (median of N), optionally against the reference implementations
     Bench(BenchArgs),
     /// Write an MNIST-format training set of N distorted copies of the real one
@@ -65,9 +69,26 @@ struct CiArgs {
     /// Skip the fetch-data step
     #[arg(long)]
     no_fetch: bool,
+    /// Skip the cross-check on aarch64 even where its tools are installed
+    #[arg(long)]
+    no_cross: bool,
     /// Extra arguments for `cargo test --workspace` (after `--`)
     #[arg(last = true, value_name = "TEST_ARGS")]
     test_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct CrossArgs {
+    /// Decompressed dataset [default: data/mnist at the workspace root]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Epochs of the post's training to compare
+    #[arg(long, value_name = "E", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    epochs: u32,
+    /// Seed of that training
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -128,8 +149,10 @@ fn main() -> ExitCode {
         Command::FetchData(args) => fetch_data(args),
         Command::Ci(args) => ci::run(&ci::Options {
             no_fetch: args.no_fetch,
+            no_cross: args.no_cross,
             test_args: args.test_args,
         }),
+        Command::CrossCheck(args) => run_cross(args),
         Command::Bench(args) => run_bench(args),
         Command::Synth(args) => run_synth(args),
         Command::Man(args) => man::run(&args.out.unwrap_or_else(man::default_path)),
@@ -166,6 +189,17 @@ fn fetch_data(args: FetchArgs) -> anyhow::Result<()> {
         report.dir.display()
     );
     Ok(())
+}
+
+fn run_cross(args: CrossArgs) -> anyhow::Result<()> {
+    let defaults = cross::Options::default();
+    let options = cross::Options {
+        data_dir: args.data_dir.unwrap_or(defaults.data_dir),
+        epochs: args.epochs,
+        seed: args.seed,
+        ..defaults
+    };
+    cross::run(&options, &cross::tools()?)
 }
 
 fn run_bench(args: BenchArgs) -> anyhow::Result<()> {

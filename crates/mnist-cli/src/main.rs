@@ -152,6 +152,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
+    // A kernel path forced by the environment that cannot run here is an
+    // error before any work, not a panic in the middle of it.
+    if let Err(err) = mnist_model::select_kernel() {
+        eprintln!("error: {err}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         None => {
             let mut args = cli.train;

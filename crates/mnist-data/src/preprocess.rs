@@ -167,6 +167,7 @@ impl Convert for Portable {
 /// bit for bit: the test `fast_paths_equal_the_division_for_every_byte`
 /// checks all of them, here and in the SIMD paths below, which compute the
 /// same three operations lane by lane.
+#[cfg(any(target_arch = "x86_64", test))]
 #[inline(always)]
 fn div255_markstein(x: f32) -> f32 {
     const R: f32 = 1.0 / 255.0;

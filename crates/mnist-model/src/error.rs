@@ -108,6 +108,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// The kernel path asked for by `MNIST_KERNEL` is not one, or this CPU
+    /// cannot run it.
+    #[error("{reason}")]
+    Kernel {
+        /// What was asked for and why it cannot run, e.g. `MNIST_KERNEL=avx512:
+        /// this CPU cannot run the avx512 path (it needs avx512f)`.
+        reason: String,
+    },
+
     /// An in-memory model JSON document is not a valid model.
     #[error("model json: {reason}")]
     ModelJson {

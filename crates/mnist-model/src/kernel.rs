@@ -7,17 +7,25 @@
 //! and one chunk of an input row feeds one multiply-add per class.
 //!
 //! Every lane accumulates its own partial sum in a fixed order (chunks in
-//! order for the forward pass, rows in order for the gradient) and lanes are
-//! reduced by a fixed tree, so the register blocking chosen per instruction
-//! set never changes the result: the AVX-512 and AVX2 paths give identical
-//! bits, because both use fused multiply-add. Only the portable fallback,
-//! which multiplies and adds separately, rounds differently.
+//! order for the forward pass, rows in order for the gradient), each step a
+//! fused multiply-add (one rounding), and lanes are reduced by a fixed tree,
+//! so the register blocking chosen per instruction set never changes the
+//! result: the AVX-512, AVX2, NEON and portable paths give identical bits.
+//! The portable path computes its multiply-adds with `f32::mul_add`, which
+//! is exact everywhere: a hardware instruction where the target has one, a
+//! call to the C library's `fmaf` where it does not (x86-64 CPUs without
+//! FMA), much slower but with the same bits.
+//!
+//! The path is chosen once per process: the one named by the environment
+//! variable [`ENV`] if it is set, else the fastest this CPU supports.
 
 // Index loops over small const-sized arrays are what LLVM turns into SIMD
 // registers; iterator chains over several arrays at once would obscure that.
 #![allow(clippy::needless_range_loop)]
 
 use crate::loss::block_loss;
+#[cfg(target_arch = "x86_64")]
+use crate::loss::block_loss_avx512;
 use crate::rows::RowSource;
 use crate::sigmoid::sigmoid_in_place;
 
@@ -50,32 +58,6 @@ pub(crate) fn packed_index(feature: usize, class: usize, classes: usize) -> usiz
     ((feature / LANES) * classes + class) * LANES + feature % LANES
 }
 
-/// `a * b + c`, fused or not.
-trait Arith {
-    fn mul_add(a: f32, b: f32, c: f32) -> f32;
-}
-
-/// One rounding: compiled to a hardware FMA where the target has one.
-struct Fused;
-
-impl Arith for Fused {
-    #[inline(always)]
-    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
-        a.mul_add(b, c)
-    }
-}
-
-/// Two roundings: for targets without FMA, where `mul_add` is a libm call.
-#[cfg_attr(target_arch = "aarch64", allow(dead_code))]
-struct Separate;
-
-impl Arith for Separate {
-    #[inline(always)]
-    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
-        a * b + c
-    }
-}
-
 /// Sum of the lanes by a fixed pairwise tree.
 #[inline(always)]
 fn hsum(v: &[f32; LANES]) -> f32 {
@@ -92,7 +74,7 @@ fn hsum(v: &[f32; LANES]) -> f32 {
 
 /// `acc[r][g] += x[r] * w[g]` lane-wise for one chunk.
 #[inline(always)]
-fn chunk_fma<M: Arith, const R: usize, const G: usize>(
+fn chunk_fma<const R: usize, const G: usize>(
     acc: &mut [[[f32; LANES]; G]; R],
     x: [&[f32]; R],
     w: &[f32],
@@ -104,7 +86,7 @@ fn chunk_fma<M: Arith, const R: usize, const G: usize>(
         let wg = &w[g * LANES..(g + 1) * LANES];
         for r in 0..R {
             for k in 0..LANES {
-                acc[r][g][k] = M::mul_add(x[r][k], wg[k], acc[r][g][k]);
+                acc[r][g][k] = x[r][k].mul_add(wg[k], acc[r][g][k]);
             }
         }
     }
@@ -112,7 +94,7 @@ fn chunk_fma<M: Arith, const R: usize, const G: usize>(
 
 /// Logits of `R` rows for classes `cg..cg + G`; rows are whole chunks.
 #[inline(always)]
-fn logits_block<M: Arith, const R: usize, const G: usize>(
+fn logits_block<const R: usize, const G: usize>(
     rows: [&[f32]; R],
     chunks: usize,
     packed: &[f32],
@@ -124,7 +106,7 @@ fn logits_block<M: Arith, const R: usize, const G: usize>(
         let o = i * LANES;
         let x: [&[f32]; R] = std::array::from_fn(|r| &rows[r][o..o + LANES]);
         let w = &packed[(i * classes + cg) * LANES..];
-        chunk_fma::<M, R, G>(&mut acc, x, w);
+        chunk_fma::<R, G>(&mut acc, x, w);
     }
     let mut out = [[0.0f32; G]; R];
     for r in 0..R {
@@ -138,22 +120,18 @@ fn logits_block<M: Arith, const R: usize, const G: usize>(
 /// Logits of the rows of a block into `out` (`rows x classes`), calling
 /// `done(first, n)` as rows `first..first + n` are finished.
 #[inline(always)]
-fn logits<M: Arith, const R: usize, const G: usize>(
-    b: &Block<'_>,
-    out: &mut [f32],
-    done: Done<'_>,
-) {
+fn logits<const R: usize, const G: usize>(b: &Block<'_>, out: &mut [f32], done: Done<'_>) {
     let (stride, classes) = (b.chunks * LANES, b.classes);
     let row = |r: usize| &b.x[r * stride..(r + 1) * stride];
     let mut r0 = 0;
     while r0 + R <= b.rows {
         let xr: [&[f32]; R] = std::array::from_fn(|r| row(r0 + r));
-        class_groups::<M, R, G>(xr, b, &mut out[r0 * classes..]);
+        class_groups::<R, G>(xr, b, &mut out[r0 * classes..]);
         done(r0, R);
         r0 += R;
     }
     while r0 < b.rows {
-        class_groups::<M, 1, G>([row(r0)], b, &mut out[r0 * classes..]);
+        class_groups::<1, G>([row(r0)], b, &mut out[r0 * classes..]);
         done(r0, 1);
         r0 += 1;
     }
@@ -161,22 +139,18 @@ fn logits<M: Arith, const R: usize, const G: usize>(
 
 /// All classes of `R` rows: groups of `G`, then single classes.
 #[inline(always)]
-fn class_groups<M: Arith, const R: usize, const G: usize>(
-    xr: [&[f32]; R],
-    b: &Block<'_>,
-    out: &mut [f32],
-) {
+fn class_groups<const R: usize, const G: usize>(xr: [&[f32]; R], b: &Block<'_>, out: &mut [f32]) {
     let classes = b.classes;
     let mut cg = 0;
     while cg + G <= classes {
-        let z = logits_block::<M, R, G>(xr, b.chunks, b.packed, classes, cg);
+        let z = logits_block::<R, G>(xr, b.chunks, b.packed, classes, cg);
         for (r, zr) in z.iter().enumerate() {
             out[r * classes + cg..r * classes + cg + G].copy_from_slice(zr);
         }
         cg += G;
     }
     while cg < classes {
-        let z = logits_block::<M, R, 1>(xr, b.chunks, b.packed, classes, cg);
+        let z = logits_block::<R, 1>(xr, b.chunks, b.packed, classes, cg);
         for (r, zr) in z.iter().enumerate() {
             out[r * classes + cg] = zr[0];
         }
@@ -188,7 +162,7 @@ fn class_groups<M: Arith, const R: usize, const G: usize>(
 /// rows in order; `=` instead of `+=` if `fresh` (the same bits as adding
 /// to zeros).
 #[inline(always)]
-fn gradient_strip<M: Arith, const S: usize, const G: usize>(
+fn gradient_strip<const S: usize, const G: usize>(
     b: &Block<'_>,
     g: &[f32],
     cg: usize,
@@ -217,7 +191,7 @@ fn gradient_strip<M: Arith, const S: usize, const G: usize>(
             let gb = [gr[c]; LANES];
             for s in 0..S {
                 for k in 0..LANES {
-                    acc[s][c][k] = M::mul_add(gb[k], xs[s][k], acc[s][c][k]);
+                    acc[s][c][k] = gb[k].mul_add(xs[s][k], acc[s][c][k]);
                 }
             }
         }
@@ -233,7 +207,7 @@ fn gradient_strip<M: Arith, const S: usize, const G: usize>(
 /// Adds `X^T g` for the rows of a block into the packed `grad` (writes it,
 /// if `fresh`).
 #[inline(always)]
-fn gradient<M: Arith, const S: usize, const G: usize>(
+fn gradient<const S: usize, const G: usize>(
     b: &Block<'_>,
     g: &[f32],
     grad: &mut [f32],
@@ -243,18 +217,18 @@ fn gradient<M: Arith, const S: usize, const G: usize>(
     while cg + G <= b.classes {
         let mut i = 0;
         while i + S <= b.chunks {
-            gradient_strip::<M, S, G>(b, g, cg, i, grad, fresh);
+            gradient_strip::<S, G>(b, g, cg, i, grad, fresh);
             i += S;
         }
         while i < b.chunks {
-            gradient_strip::<M, 1, G>(b, g, cg, i, grad, fresh);
+            gradient_strip::<1, G>(b, g, cg, i, grad, fresh);
             i += 1;
         }
         cg += G;
     }
     while cg < b.classes {
         for i in 0..b.chunks {
-            gradient_strip::<M, 1, 1>(b, g, cg, i, grad, fresh);
+            gradient_strip::<1, 1>(b, g, cg, i, grad, fresh);
         }
         cg += 1;
     }
@@ -330,21 +304,19 @@ trait Products {
 /// The products written with arrays of lanes, left to the compiler's
 /// vectoriser: `R` rows x `G` classes for the forward pass, `S` chunks x
 /// `GG` classes for the gradient.
-struct Generic<M, const R: usize, const G: usize, const S: usize, const GG: usize>(
-    std::marker::PhantomData<M>,
-);
+struct Generic<const R: usize, const G: usize, const S: usize, const GG: usize>;
 
-impl<M: Arith, const R: usize, const G: usize, const S: usize, const GG: usize> Products
-    for Generic<M, R, G, S, GG>
+impl<const R: usize, const G: usize, const S: usize, const GG: usize> Products
+    for Generic<R, G, S, GG>
 {
     #[inline(always)]
     fn logits(b: &Block<'_>, out: &mut [f32], done: Done<'_>) {
-        logits::<M, R, G>(b, out, done);
+        logits::<R, G>(b, out, done);
     }
 
     #[inline(always)]
     fn gradient(b: &Block<'_>, g: &[f32], grad: &mut [f32], fresh: bool) {
-        gradient::<M, S, GG>(b, g, grad, fresh);
+        gradient::<S, GG>(b, g, grad, fresh);
     }
 }
 
@@ -382,14 +354,22 @@ fn execute<P: Products>(op: Op<'_>) {
 fn residuals(z: &mut [f32], y: &[f32], loss: &mut f64) {
     sigmoid_in_place(z);
     *loss += block_loss(z, y);
-    for (pv, &yv) in z.iter_mut().zip(y) {
+    subtract(z, y);
+}
+
+/// `p -= y`.
+#[inline(always)]
+fn subtract(p: &mut [f32], y: &[f32]) {
+    for (pv, &yv) in p.iter_mut().zip(y) {
         *pv -= yv;
     }
 }
 
+/// # Safety
+/// The CPU must support avx512f and fma.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-fn execute_avx512(op: Op<'_>) {
+unsafe fn execute_avx512(op: Op<'_>) {
     match op {
         Op::Forward { block, done, out } => {
             let out = &mut out[..block.rows * block.classes];
@@ -406,106 +386,262 @@ fn execute_avx512(op: Op<'_>) {
             loss,
         } => {
             let n = block.rows * block.classes;
-            let p = &mut p[..n];
+            let (p, y) = (&mut p[..n], &y[..n]);
             avx512::logits(&block, p, done);
-            residuals(p, &y[..n], loss);
+            sigmoid_in_place(p);
+            // SAFETY: this function's callers guarantee avx512f.
+            *loss += unsafe { block_loss_avx512(p, y) };
+            subtract(p, y);
             avx512::gradient(&block, p, grad, fresh);
         }
     }
 }
 
+/// # Safety
+/// The CPU must support avx2 and fma.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn execute_avx2(op: Op<'_>) {
+unsafe fn execute_avx2(op: Op<'_>) {
     // 5 classes x 2 ymm halves = 10 of the 16 ymm registers as accumulators.
-    execute::<Generic<Fused, 1, 5, 1, 5>>(op)
+    execute::<Generic<1, 5, 1, 5>>(op)
 }
 
-/// Which code path [`run`] takes on this machine, for benchmarks and reports.
-pub(crate) fn path() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-            return "avx512f+fma";
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return "avx2+fma";
+/// # Safety
+/// The CPU must support neon.
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn execute_neon(op: Op<'_>) {
+    // SAFETY: the `neon` functions need nothing but neon, which this
+    // function's callers guarantee.
+    unsafe {
+        match op {
+            Op::Forward { block, done, out } => {
+                let out = &mut out[..block.rows * block.classes];
+                neon::logits(&block, out, done);
+                sigmoid_in_place(out);
+            }
+            Op::Step {
+                block,
+                done,
+                y,
+                p,
+                grad,
+                fresh,
+                loss,
+            } => {
+                let n = block.rows * block.classes;
+                let p = &mut p[..n];
+                neon::logits(&block, p, done);
+                residuals(p, &y[..n], loss);
+                neon::gradient(&block, p, grad, fresh);
+            }
         }
     }
-    "portable"
 }
 
-/// Runs `op` with the best instruction set this CPU supports.
+/// The environment variable that forces a code path: `avx512`, `avx2`,
+/// `neon`, `portable` (or the names [`Path::name`] reports); unset or empty,
+/// the fastest path this CPU supports.
+pub(crate) const ENV: &str = "MNIST_KERNEL";
+
+/// A code path of the products. All give the same bits; they differ in
+/// speed and in what they need from the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// AVX-512F with FMA, explicit registers ([`avx512`]).
+    Avx512,
+    /// AVX2 with FMA, the generic code compiled for it.
+    Avx2,
+    /// NEON (aarch64), explicit 128-bit registers ([`neon`]).
+    Neon,
+    /// The generic code for the target's baseline, `f32::mul_add` for every
+    /// multiply-add.
+    Portable,
+}
+
+impl Path {
+    /// Every path, fastest first.
+    pub(crate) const ALL: [Path; 4] = [Path::Avx512, Path::Avx2, Path::Neon, Path::Portable];
+
+    /// The name reports print.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Path::Avx512 => "avx512f+fma",
+            Path::Avx2 => "avx2+fma",
+            Path::Neon => "neon",
+            Path::Portable => "portable",
+        }
+    }
+
+    /// The short name [`ENV`] takes.
+    pub(crate) fn short_name(self) -> &'static str {
+        match self {
+            Path::Avx512 => "avx512",
+            Path::Avx2 => "avx2",
+            Path::Neon => "neon",
+            Path::Portable => "portable",
+        }
+    }
+
+    /// What this CPU lacks to run the path (a feature, or another kind of
+    /// CPU); `None` if it can.
+    pub(crate) fn missing(self) -> Option<&'static str> {
+        #[cfg(target_arch = "x86_64")]
+        let x86 = |features: &[(&'static str, bool)]| {
+            features
+                .iter()
+                .find(|(_, present)| !present)
+                .map(|(name, _)| *name)
+        };
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 => x86(&[
+                ("avx512f", is_x86_feature_detected!("avx512f")),
+                ("fma", is_x86_feature_detected!("fma")),
+            ]),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => x86(&[
+                ("avx2", is_x86_feature_detected!("avx2")),
+                ("fma", is_x86_feature_detected!("fma")),
+            ]),
+            #[cfg(not(target_arch = "x86_64"))]
+            Path::Avx512 | Path::Avx2 => Some("an x86-64 CPU"),
+            #[cfg(target_arch = "aarch64")]
+            Path::Neon => (!std::arch::is_aarch64_feature_detected!("neon")).then_some("neon"),
+            #[cfg(not(target_arch = "aarch64"))]
+            Path::Neon => Some("an aarch64 CPU"),
+            Path::Portable => None,
+        }
+    }
+
+    /// The fastest path this CPU supports.
+    fn best() -> Path {
+        Path::ALL
+            .into_iter()
+            .find(|p| p.missing().is_none())
+            .unwrap_or(Path::Portable)
+    }
+
+    /// The path [`ENV`] asks for (`requested`), or the fastest when it is
+    /// unset or empty; an error message for a name that is not a path or a
+    /// path this CPU lacks.
+    fn choose(requested: Option<&std::ffi::OsStr>) -> Result<Path, String> {
+        let Some(requested) = requested.filter(|r| !r.is_empty()) else {
+            return Ok(Path::best());
+        };
+        let names = || {
+            Path::ALL
+                .iter()
+                .map(|p| p.short_name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let shown = requested.to_string_lossy();
+        let path = Path::ALL
+            .into_iter()
+            .find(|p| requested == p.short_name() || requested == p.name())
+            .ok_or_else(|| {
+                format!(
+                    "{ENV}={shown}: no such kernel path (expected one of {}, or unset for the fastest this CPU supports)",
+                    names()
+                )
+            })?;
+        match path.missing() {
+            None => Ok(path),
+            Some(need) => Err(format!(
+                "{ENV}={shown}: this CPU cannot run the {} path (it needs {need})",
+                path.short_name()
+            )),
+        }
+    }
+}
+
+/// The path of this process, read from [`ENV`] once.
+pub(crate) fn selected() -> Result<Path, crate::Error> {
+    static CHOICE: std::sync::OnceLock<Result<Path, String>> = std::sync::OnceLock::new();
+    CHOICE
+        .get_or_init(|| Path::choose(std::env::var_os(ENV).as_deref()))
+        .clone()
+        .map_err(|reason| crate::Error::Kernel { reason })
+}
+
+/// The path [`run`] takes.
+///
+/// # Panics
+/// When [`ENV`] names no path or one this CPU lacks (see [`selected`]).
+pub(crate) fn path() -> Path {
+    match selected() {
+        Ok(path) => path,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Runs `op` on the path of this process ([`path`]).
 ///
 /// Slices must be consistent with the sizes in `op` (checked by the callers;
 /// an inconsistency panics on a slice bound, it never reads out of bounds).
-pub(crate) fn run(op: Op<'_>) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-            // SAFETY: the only requirement of a `#[target_feature]` function
-            // is that the CPU supports its features, checked just above.
-            return unsafe { execute_avx512(op) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: as above, avx2 and fma were detected at run time.
-            return unsafe { execute_avx2(op) };
-        }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        // NEON has fused multiply-add on every aarch64 CPU.
-        execute::<Generic<Fused, 1, 5, 1, 5>>(op)
-    }
-    #[cfg(not(target_arch = "aarch64"))]
-    {
-        execute::<Generic<Separate, 1, 5, 1, 5>>(op)
-    }
-}
-
-/// Runs `op` on the portable path, whatever the CPU (for tests).
-#[cfg(test)]
-pub(crate) fn run_portable(op: Op<'_>) {
-    execute::<Generic<Separate, 1, 5, 1, 5>>(op)
-}
-
-/// Runs `op` with FMA but the smallest register blocking (for tests).
-#[cfg(test)]
-pub(crate) fn run_fused_small(op: Op<'_>) {
-    execute::<Generic<Fused, 1, 3, 1, 3>>(op)
-}
-
-/// Whether this CPU can take the AVX2 path (for tests).
-#[cfg(test)]
-pub(crate) fn avx2_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Runs `op` on the AVX2 path, as a CPU without AVX-512 would (for tests).
 ///
 /// # Panics
-/// Unless [`avx2_available`].
+/// As [`path`].
+pub(crate) fn run(op: Op<'_>) {
+    run_on(path(), op)
+}
+
+/// Runs `op` on `path`.
+///
+/// # Panics
+/// When this CPU cannot run `path`.
+pub(crate) fn run_on(path: Path, op: Op<'_>) {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the only requirement of the function is that the CPU
+        // supports its features, checked by `missing` in the guard.
+        Path::Avx512 if path.missing().is_none() => unsafe { execute_avx512(op) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Path::Avx2 if path.missing().is_none() => unsafe { execute_avx2(op) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above.
+        Path::Neon if path.missing().is_none() => unsafe { execute_neon(op) },
+        Path::Portable => execute::<Generic<1, 5, 1, 5>>(op),
+        _ => panic!(
+            "the {} kernel path needs {}",
+            path.short_name(),
+            path.missing().unwrap_or("another CPU")
+        ),
+    }
+}
+
+/// Runs `op` with the smallest register blocking (for tests).
 #[cfg(test)]
-pub(crate) fn run_avx2(op: Op<'_>) {
-    assert!(avx2_available(), "the AVX2 path needs avx2 and fma");
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: avx2 and fma were detected just above.
-    unsafe {
-        execute_avx2(op)
-    };
+pub(crate) fn run_small(op: Op<'_>) {
+    execute::<Generic<1, 3, 1, 3>>(op)
+}
+
+/// Every path this CPU can run, with a runner for each (for tests).
+#[cfg(test)]
+pub(crate) fn runnable() -> Vec<(Path, fn(Op<'_>))> {
+    let mut runs: Vec<(Path, fn(Op<'_>))> = Vec::new();
+    for path in Path::ALL {
+        if path.missing().is_none() {
+            runs.push((
+                path,
+                match path {
+                    Path::Avx512 => |op| run_on(Path::Avx512, op),
+                    Path::Avx2 => |op| run_on(Path::Avx2, op),
+                    Path::Neon => |op| run_on(Path::Neon, op),
+                    Path::Portable => |op| run_on(Path::Portable, op),
+                },
+            ));
+        }
+    }
+    runs
 }
 
 /// The AVX-512 products with explicit registers: the compiler keeps arrays of
 /// `__m512` in registers where it spills larger arrays of `f32` lanes, so
 /// wider register blocking pays off only written this way. Lane by lane the
-/// operations are those of [`Generic`] with [`Fused`], in the same order, so
+/// operations are those of [`Generic`], in the same order, so
 /// the results are identical bit for bit.
 ///
 /// Every function here carries the target features of `execute_avx512`, the
@@ -829,5 +965,331 @@ mod avx512 {
             store(&mut sums, hsum16(v));
             (sums, std::array::from_fn(|i| hsum(v[i])))
         }
+    }
+}
+
+/// The NEON products with explicit registers, of the AVX2 path's design
+/// (one row or one chunk at a time, five classes): a 16-lane chunk is four
+/// 128-bit registers, so five classes keep 20 of the 32 vector registers as
+/// accumulators, with the chunk's four and a weight's four beside them.
+/// Lane by lane the operations are those of [`Generic`], in the same order
+/// (`vfmaq_f32(c, a, b)` is `a * b + c` with one rounding, as `mul_add`),
+/// and the lanes are summed by the tree of `hsum`, so the results are
+/// identical bit for bit.
+///
+/// Every function here needs neon; `execute_neon`, the only caller, checks
+/// it.
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::{
+        float32x4_t, vaddq_f32, vdupq_n_f32, vextq_f32, vfmaq_f32, vgetq_lane_f32, vld1q_f32,
+        vst1q_f32,
+    };
+
+    use super::{Block, Done, LANES};
+
+    /// The 16 lanes of a chunk: lanes 0-3, 4-7, 8-11 and 12-15.
+    type Chunk = [float32x4_t; 4];
+
+    /// Classes per pass, in the forward pass (one row) and the gradient
+    /// (one chunk): 20 accumulators.
+    const G: usize = 5;
+
+    /// The first 16 values of `s`.
+    ///
+    /// # Safety
+    /// The CPU must support neon.
+    ///
+    /// # Panics
+    /// When `s` is shorter.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn load(s: &[f32]) -> Chunk {
+        let s = &s[..LANES];
+        // SAFETY: `s` holds 16 floats (checked above), four loads of four
+        // (unaligned loads).
+        unsafe { std::array::from_fn(|q| vld1q_f32(s.as_ptr().add(4 * q))) }
+    }
+
+    /// Stores `v` into the first 16 values of `s`.
+    ///
+    /// # Safety
+    /// As [`load`].
+    ///
+    /// # Panics
+    /// When `s` is shorter.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn store(s: &mut [f32], v: Chunk) {
+        let s = &mut s[..LANES];
+        for (q, v) in v.into_iter().enumerate() {
+            // SAFETY: as in `load`.
+            unsafe { vst1q_f32(s.as_mut_ptr().add(4 * q), v) };
+        }
+    }
+
+    /// `a * b + c` lane by lane, one rounding.
+    ///
+    /// # Safety
+    /// The CPU must support neon.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn fma(a: Chunk, b: Chunk, c: Chunk) -> Chunk {
+        std::array::from_fn(|q| vfmaq_f32(c[q], a[q], b[q]))
+    }
+
+    /// The lanes of `v` summed by the tree of `super::hsum`: lanes `k` and
+    /// `k + 8`, then `k` and `k + 4`, then `(0 + 2) + (1 + 3)`.
+    ///
+    /// # Safety
+    /// The CPU must support neon.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn hsum(v: Chunk) -> f32 {
+        // Lanes 0-3 and 4-7 of the 8 sums `k + (k + 8)`.
+        let (lo, hi) = (vaddq_f32(v[0], v[2]), vaddq_f32(v[1], v[3]));
+        let s4 = vaddq_f32(lo, hi);
+        let t = vaddq_f32(s4, vextq_f32::<2>(s4, s4));
+        vgetq_lane_f32::<0>(t) + vgetq_lane_f32::<1>(t)
+    }
+
+    /// Logits of row `r` for classes `cg..cg + GC`, into `out` (`rows x
+    /// classes`).
+    ///
+    /// # Safety
+    /// The CPU must support neon.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn logits_row<const GC: usize>(b: &Block<'_>, r: usize, cg: usize, out: &mut [f32]) {
+        let stride = b.chunks * LANES;
+        let x = &b.x[r * stride..(r + 1) * stride];
+        // SAFETY: the callers guarantee neon, all these functions need.
+        unsafe {
+            let mut acc = [[vdupq_n_f32(0.0); 4]; GC];
+            for i in 0..b.chunks {
+                // Slices of the exact lengths: one bounds check a chunk, not
+                // one a load.
+                let xv = load(&x[i * LANES..(i + 1) * LANES]);
+                let at = (i * b.classes + cg) * LANES;
+                let w = &b.packed[at..at + GC * LANES];
+                for g in 0..GC {
+                    acc[g] = fma(xv, load(&w[g * LANES..(g + 1) * LANES]), acc[g]);
+                }
+            }
+            for g in 0..GC {
+                out[r * b.classes + cg + g] = hsum(acc[g]);
+            }
+        }
+    }
+
+    /// Logits of the rows of a block into `out` (`rows x classes`), calling
+    /// `done` as each row is finished.
+    ///
+    /// # Safety
+    /// The CPU must support neon.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn logits(b: &Block<'_>, out: &mut [f32], done: Done<'_>) {
+        for r in 0..b.rows {
+            let mut cg = 0;
+            // SAFETY: as in `logits_row`.
+            unsafe {
+                while cg + G <= b.classes {
+                    logits_row::<G>(b, r, cg, out);
+                    cg += G;
+                }
+                while cg < b.classes {
+                    logits_row::<1>(b, r, cg, out);
+                    cg += 1;
+                }
+            }
+            done(r, 1);
+        }
+    }
+
+    /// `grad[chunk i, classes cg..cg+GC] += sum_r g[r][c] x[r][chunk]`,
+    /// rows in order; `=` if `fresh`.
+    ///
+    /// # Safety
+    /// The CPU must support neon.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn gradient_strip<const GC: usize>(
+        b: &Block<'_>,
+        g: &[f32],
+        cg: usize,
+        i: usize,
+        grad: &mut [f32],
+        fresh: bool,
+    ) {
+        let (stride, classes) = (b.chunks * LANES, b.classes);
+        // SAFETY: as in `logits_row`.
+        unsafe {
+            let mut acc = [[vdupq_n_f32(0.0); 4]; GC];
+            if !fresh {
+                for c in 0..GC {
+                    acc[c] = load(&grad[(i * classes + cg + c) * LANES..]);
+                }
+            }
+            for r in 0..b.rows {
+                let at = r * stride + i * LANES;
+                let xv = load(&b.x[at..at + LANES]);
+                let gr = &g[r * classes + cg..r * classes + cg + GC];
+                for c in 0..GC {
+                    acc[c] = fma([vdupq_n_f32(gr[c]); 4], xv, acc[c]);
+                }
+            }
+            for c in 0..GC {
+                store(&mut grad[(i * classes + cg + c) * LANES..], acc[c]);
+            }
+        }
+    }
+
+    /// Adds `X^T g` for the rows of a block into the packed `grad` (writes
+    /// it, if `fresh`).
+    ///
+    /// # Safety
+    /// The CPU must support neon.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn gradient(b: &Block<'_>, g: &[f32], grad: &mut [f32], fresh: bool) {
+        let mut cg = 0;
+        // SAFETY: as in `logits_row`.
+        unsafe {
+            while cg + G <= b.classes {
+                for i in 0..b.chunks {
+                    gradient_strip::<G>(b, g, cg, i, grad, fresh);
+                }
+                cg += G;
+            }
+            while cg < b.classes {
+                for i in 0..b.chunks {
+                    gradient_strip::<1>(b, g, cg, i, grad, fresh);
+                }
+                cg += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Forward pass and training step of one block on `run`: the
+    /// probabilities, the loss and the gradient (added to `grad0`).
+    fn products(
+        run: fn(Op<'_>),
+        b: &Block<'_>,
+        y: &[f32],
+        grad0: &[f32],
+        fresh: bool,
+    ) -> (Vec<u32>, u64, Vec<u32>) {
+        let mut out = vec![0.0f32; b.rows * b.classes];
+        let block = || Block { ..*b };
+        run(Op::Forward {
+            block: block(),
+            done: &|_, _| {},
+            out: &mut out,
+        });
+        let (mut p, mut grad, mut loss) = (vec![0.0f32; out.len()], grad0.to_vec(), 0.0f64);
+        run(Op::Step {
+            block: block(),
+            done: &|_, _| {},
+            y,
+            p: &mut p,
+            grad: &mut grad,
+            fresh,
+            loss: &mut loss,
+        });
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        (bits(&out), loss.to_bits(), bits(&grad))
+    }
+
+    #[test]
+    fn every_path_gives_the_same_bits_on_random_shapes() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1616);
+        let mut runs = runnable();
+        runs.push((Path::Portable, run_small));
+        assert!(runs.iter().any(|(p, _)| *p == Path::Portable));
+        for trial in 0..60 {
+            // Odd remainders everywhere: features not a multiple of 16,
+            // rows not a multiple of 3, classes not of 5 or 10.
+            let features = match trial {
+                0 => 785,
+                1 => 1,
+                _ => rng.gen_range(1..120),
+            };
+            let rows = rng.gen_range(1..=BLOCK);
+            let classes = rng.gen_range(1..14);
+            let chunks = chunks(features);
+            let stride = chunks * LANES;
+            let mut x = vec![0.0f32; rows * stride];
+            for row in x.chunks_exact_mut(stride) {
+                for v in &mut row[..features] {
+                    *v = rng.gen_range(-0.5..0.5);
+                }
+            }
+            let mut packed = vec![0.0f32; packed_len(features, classes)];
+            for f in 0..features {
+                for c in 0..classes {
+                    packed[packed_index(f, c, classes)] = rng.gen_range(-2.0..2.0);
+                }
+            }
+            let y: Vec<f32> = (0..rows * classes)
+                .map(|i| f32::from(u8::from(i % classes == i / classes % classes)))
+                .collect();
+            let grad0: Vec<f32> = (0..packed.len())
+                .map(|_| rng.gen_range(-1.0..1.0))
+                .collect();
+            let b = Block {
+                x: &x,
+                rows,
+                chunks,
+                classes,
+                packed: &packed,
+            };
+            let fresh = trial % 2 == 0;
+            let want = products(run_on_best, &b, &y, &grad0, fresh);
+            for (path, run) in &runs {
+                let got = products(*run, &b, &y, &grad0, fresh);
+                assert!(
+                    got == want,
+                    "{}: {rows} x {features} x {classes} differs",
+                    path.name()
+                );
+            }
+        }
+    }
+
+    fn run_on_best(op: Op<'_>) {
+        run_on(Path::best(), op)
+    }
+
+    #[test]
+    fn the_environment_names_a_path_this_cpu_has() {
+        assert_eq!(Path::choose(None), Ok(Path::best()));
+        assert_eq!(Path::choose(Some("".as_ref())), Ok(Path::best()));
+        assert_eq!(Path::choose(Some("portable".as_ref())), Ok(Path::Portable));
+        for path in Path::ALL {
+            for name in [path.short_name(), path.name()] {
+                match (Path::choose(Some(name.as_ref())), path.missing()) {
+                    (Ok(chosen), None) => assert_eq!(chosen, path),
+                    (Err(e), Some(lack)) => assert_eq!(
+                        e,
+                        format!(
+                            "MNIST_KERNEL={name}: this CPU cannot run the {} path (it needs {lack})",
+                            path.short_name()
+                        )
+                    ),
+                    other => panic!("{name}: {other:?}"),
+                }
+            }
+        }
+        let e = Path::choose(Some("sse2".as_ref())).expect_err("not a path");
+        assert!(
+            e.starts_with("MNIST_KERNEL=sse2: no such kernel path"),
+            "{e}"
+        );
+        assert!(e.contains("avx512, avx2, neon, portable"), "{e}");
     }
 }

@@ -8,9 +8,10 @@
 //! bias column of ones for MNIST) and targets are one-hot rows.
 //!
 //! The two products of training (`X W` and `X^T (p - y)`) run in kernels
-//! specialised to few outputs, with AVX-512 or AVX2 chosen at run time. The
-//! same seed and data give the same weights bit for bit, whatever the thread
-//! scheduling.
+//! specialised to few outputs, with AVX-512, AVX2 or NEON chosen at run
+//! time (or forced by [`KERNEL_ENV`]). The same seed and data give the same
+//! weights bit for bit, whatever the thread scheduling and whatever the CPU:
+//! every path fuses its multiply-adds and sums in the same order.
 //!
 //! # Examples
 //!
@@ -72,12 +73,36 @@ pub use crate::{
     sgd::{gradient, Sgd, StepScratch},
 };
 
-/// Which kernel this CPU runs: `"avx512f+fma"`, `"avx2+fma"` or `"portable"`.
+/// The environment variable that forces a kernel path: `avx512`, `avx2`,
+/// `neon` or `portable`. Unset or empty, the fastest path this CPU supports
+/// runs. Every path gives the same bits; forcing one is for measuring and
+/// checking them.
+pub const KERNEL_ENV: &str = kernel::ENV;
+
+/// The kernel path of this process, checked: the one [`KERNEL_ENV`] names,
+/// or the fastest this CPU supports. Returns the name [`kernel_path`]
+/// reports. Programs call it before any work, to report a bad
+/// [`KERNEL_ENV`] as an error rather than a panic.
 ///
-/// The two FMA paths give identical results; the portable one rounds
-/// differently (separate multiply and add).
+/// # Errors
+///
+/// [`Error::Kernel`] when [`KERNEL_ENV`] names no kernel path, or one this
+/// CPU cannot run (`avx512` on a CPU without AVX-512, `neon` on x86-64).
+pub fn select_kernel() -> Result<&'static str> {
+    kernel::selected().map(|p| p.name())
+}
+
+/// Which kernel runs: `"avx512f+fma"`, `"avx2+fma"`, `"neon"` or
+/// `"portable"`. All four give identical results, bit for bit: every
+/// multiply-add is fused (one rounding), in the same order, and the lanes
+/// are summed by the same tree.
+///
+/// # Panics
+///
+/// When [`KERNEL_ENV`] is invalid (see [`select_kernel`]); so do the
+/// functions that train or evaluate.
 pub fn kernel_path() -> &'static str {
-    kernel::path()
+    kernel::path().name()
 }
 
 /// Every kernel path this CPU can take, the one it runs

@@ -104,21 +104,9 @@ impl<const L: usize> LossSum<L> {
 }
 
 /// The sum of the terms of probabilities `p` against targets `y` (as long
-/// as `p`), taken in order by a [`LossSum<8>`]: the same bits, eight terms
-/// at a time where the CPU has AVX-512 and the block suits it (targets all
-/// 0 or 1, no NaN, at most one product's worth of terms per lane), else
-/// one by one.
+/// as `p`), taken in order by a [`LossSum<8>`], one by one.
+#[inline(always)]
 pub(crate) fn block_loss(p: &[f32], y: &[f32]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the function's only requirement is avx512f, detected
-            // just above.
-            if let Some(sum) = unsafe { block_loss_avx512(p, y) } {
-                return sum;
-            }
-        }
-    }
     let mut sum = LossSum::<8>::new();
     for (&pv, &yv) in p.iter().zip(y) {
         sum.add(pv, yv);
@@ -126,7 +114,22 @@ pub(crate) fn block_loss(p: &[f32], y: &[f32]) -> f64 {
     sum.total()
 }
 
-/// [`block_loss`] with the eight products of a [`LossSum<8>`] in the eight
+/// [`block_loss`], the same bits, eight terms at a time where the block
+/// suits it (targets all 0 or 1, no NaN, at most one product's worth of
+/// terms per lane).
+///
+/// # Safety
+/// The CPU must support avx512f.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn block_loss_avx512(p: &[f32], y: &[f32]) -> f64 {
+    match wide_loss(p, y) {
+        Some(sum) => sum,
+        None => block_loss(p, y),
+    }
+}
+
+/// [`block_loss_avx512`]: [`block_loss`] with the eight products of a [`LossSum<8>`] in the eight
 /// `f64` lanes of one register: term `t` multiplies lane `t % 8`, as it
 /// multiplies product `t % 8` there, with the same clipping and the same
 /// `1 - p` in `f64`, and the products' logarithms are subtracted in lane
@@ -135,7 +138,7 @@ pub(crate) fn block_loss(p: &[f32], y: &[f32]) -> f64 {
 /// a product (`LossSum` would flush midway).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn block_loss_avx512(p: &[f32], y: &[f32]) -> Option<f64> {
+fn wide_loss(p: &[f32], y: &[f32]) -> Option<f64> {
     use std::arch::x86_64::{
         _mm256_loadu_ps, _mm256_maskz_loadu_ps, _mm512_cmp_pd_mask, _mm512_cvtps_pd,
         _mm512_mask_blend_pd, _mm512_mask_mul_pd, _mm512_max_pd, _mm512_min_pd, _mm512_set1_pd,
@@ -376,11 +379,18 @@ mod tests {
                 sum.add(pv, yv);
             }
             let want = sum.total();
-            let got = block_loss(&p, &y);
-            assert!(
-                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-                "trial {trial}, {n} terms: {got} vs {want}"
-            );
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: avx512f is detected first.
+            let wide =
+                is_x86_feature_detected!("avx512f").then(|| unsafe { block_loss_avx512(&p, &y) });
+            #[cfg(not(target_arch = "x86_64"))]
+            let wide = None;
+            for got in std::iter::once(block_loss(&p, &y)).chain(wide) {
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "trial {trial}, {n} terms: {got} vs {want}"
+                );
+            }
         }
     }
 

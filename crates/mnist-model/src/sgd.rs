@@ -1007,29 +1007,26 @@ mod tests {
     }
 
     #[test]
-    fn register_blocking_does_not_change_the_gradient_bits() {
+    fn neither_path_nor_register_blocking_changes_the_gradient_bits() {
         let mut rng = ChaCha8Rng::seed_from_u64(17);
         let (rows, f, c) = (77, 785, 10);
         let (w, x, y) = problem(rows, f, c, (0.1, 0.5), &mut rng);
         let m = LinearModel::from_weights(w.view()).expect("ok");
-        let mut runs: Vec<fn(kernel::Op<'_>)> = vec![kernel::run, kernel::run_fused_small];
-        // The path of CPUs without AVX-512, where this one can run it.
-        if kernel::avx2_available() {
-            runs.push(kernel::run_avx2);
-        }
+        let mut runs: Vec<fn(kernel::Op<'_>)> = vec![kernel::run, kernel::run_small];
+        // Every path this CPU has: AVX2 for CPUs without AVX-512, portable
+        // for CPUs without FMA.
+        runs.extend(kernel::runnable().into_iter().map(|(_, run)| run));
         let results: Vec<_> = runs
             .into_iter()
             .map(|run| one_part(&m, &x, &y, 0..rows, run))
             .collect();
-        if kernel::path() != "portable" {
-            for other in &results[1..] {
-                assert_eq!(results[0].0.to_bits(), other.0.to_bits());
-                assert!(results[0]
-                    .1
-                    .iter()
-                    .zip(&other.1)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()));
-            }
+        for other in &results[1..] {
+            assert_eq!(results[0].0.to_bits(), other.0.to_bits());
+            assert!(results[0]
+                .1
+                .iter()
+                .zip(&other.1)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }
 
