@@ -166,6 +166,11 @@ pub struct TrainArgs {
     /// L2 weight decay added to the gradient of the weights.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f32,
+    /// Threads of a convolutional network's steps (default: every core);
+    /// the results are the same for any number.
+    #[arg(long, value_name = "N")]
+    #[serde(default)]
+    pub threads: Option<usize>,
     /// Start from a named set of settings; explicit flags override it.
     #[arg(long, value_enum)]
     pub preset: Option<Preset>,
@@ -297,6 +302,9 @@ impl TrainArgs {
                     .join(",")
             );
         }
+        if self.threads == Some(0) {
+            bail!("--threads 0: must be at least 1");
+        }
         if let Some(h) = self.hidden {
             if !(1..=100_000).contains(&h) {
                 bail!("--hidden {h}: must be between 1 and 100000");
@@ -329,6 +337,7 @@ impl TrainArgs {
             warmup,
             seed: self.seed,
             holdout,
+            threads: self.threads,
         };
         // What the flags above did not check.
         config.check()?;

@@ -145,3 +145,33 @@ fn a_cnn_needs_the_softmax_head() {
     ]);
     mnist_e2e::assert_error_line(&o, "--conv 4: a convolutional network has a softmax head");
 }
+
+#[test]
+fn any_number_of_threads_saves_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    write_synthetic(&data, 300, 50).unwrap();
+    let saved: Vec<Vec<u8>> = ["1", "2", "3"]
+        .into_iter()
+        .map(|threads| {
+            let model = dir.path().join(format!("m{threads}.json"));
+            let o = train(
+                &data,
+                &[
+                    "--epochs",
+                    "2",
+                    "--threads",
+                    threads,
+                    "--save",
+                    model.to_str().unwrap(),
+                ],
+            );
+            assert!(o.status.success(), "{}", stderr(&o));
+            std::fs::read(&model).unwrap()
+        })
+        .collect();
+    assert!(
+        saved[1] == saved[0] && saved[2] == saved[0],
+        "the models differ"
+    );
+}

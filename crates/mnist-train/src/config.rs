@@ -41,6 +41,10 @@ pub struct TrainConfig {
     /// Training samples held out for validation; [`Holdout::None`]
     /// evaluates on the test set after each epoch, as the post does.
     pub holdout: Holdout,
+    /// Threads of a convolutional network's steps (`None`: every core).
+    /// The results are the same for any number. The post's model splits
+    /// each step in two halves, and the MLP runs on ndarray's products.
+    pub threads: Option<usize>,
 }
 
 /// Named runs. Each is a [`TrainConfig`] through `From`.
@@ -81,6 +85,7 @@ impl Default for TrainConfig {
             warmup: Warmup::default(),
             seed: 0,
             holdout: Holdout::None,
+            threads: None,
         }
     }
 }
@@ -110,6 +115,7 @@ impl From<Preset> for TrainConfig {
             warmup: Warmup::new(vec![(0, 1.0)]).unwrap_or_default(),
             seed: 0,
             holdout: Holdout::None,
+            threads: None,
         }
     }
 }

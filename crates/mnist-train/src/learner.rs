@@ -89,6 +89,9 @@ impl Learner {
             }
             Model::Cnn(model) => {
                 let mut trainer = CnnTrainer::new(&model, config.momentum, config.weight_decay)?;
+                if let Some(threads) = config.threads {
+                    trainer = trainer.with_threads(threads);
+                }
                 if let Some(v) = velocity {
                     trainer.set_velocity(v)?;
                 }
