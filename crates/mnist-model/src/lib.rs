@@ -52,6 +52,7 @@ mod rows;
 mod schedule;
 mod sgd;
 mod sigmoid;
+mod tensors;
 
 pub use crate::{
     background::{with_background, Background},
@@ -68,6 +69,7 @@ pub use crate::{
     rows::RowSource,
     schedule::{post_schedule, Constant, CosineWarmRestarts, LrSchedule, Product, Warmup},
     sgd::{gradient, Sgd, StepScratch},
+    tensors::{tensor_name, BIAS_FEATURE, NORMALIZATION},
 };
 
 /// Which kernel this CPU runs: `"avx512f+fma"`, `"avx2+fma"` or `"portable"`.
