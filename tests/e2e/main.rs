@@ -4,4 +4,5 @@
 //! `cargo xtask fetch-data` does too).
 #![allow(clippy::unwrap_used)] // Tests unwrap what they built themselves.
 
+mod export;
 mod real_data;

@@ -18,7 +18,8 @@ use crate::train::EvalSet;
 /// Arguments of `mnist errors`.
 #[derive(Debug, Args)]
 pub struct ErrorsArgs {
-    /// The model file written by `mnist train --save`.
+    /// The model file written by `mnist train --save` (JSON), or its
+    /// safetensors export.
     #[arg(long, value_name = "MODEL.json")]
     pub model: PathBuf,
     /// The picture to write (.png).

@@ -27,6 +27,7 @@ mod data;
 mod digitize;
 mod errors;
 mod eval;
+mod export;
 mod inspect;
 mod output;
 mod paths;
@@ -68,6 +69,8 @@ enum Command {
     Plot(plot::PlotArgs),
     /// Draw the test digits a model misclassifies.
     Errors(errors::ErrorsArgs),
+    /// Write a model as ONNX, safetensors or a JSON model file.
+    Export(export::ExportArgs),
 }
 
 /// A failure whose error lines were printed already (one per bad input).
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Some(Command::Predict(args)) => predict::run(&args),
         Some(Command::Plot(args)) => plot::run(&args),
         Some(Command::Errors(args)) => errors::run(&args),
+        Some(Command::Export(args)) => export::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,7 +17,8 @@ use crate::digitize::{digitize, SIDE};
 /// Arguments of `mnist predict`.
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// The model file written by `mnist train --save`.
+    /// The model file written by `mnist train --save` (JSON), or its
+    /// safetensors export.
     #[arg(long, value_name = "MODEL.json")]
     pub model: PathBuf,
     /// PNG or JPEG pictures of one digit each, of up to 8192 x 8192 pixels
