@@ -35,6 +35,7 @@ mod plot;
 mod predict;
 mod progress;
 mod report;
+mod serve;
 mod train;
 
 /// Train, evaluate and inspect MNIST models. With no subcommand, trains with
@@ -71,6 +72,8 @@ enum Command {
     Errors(errors::ErrorsArgs),
     /// Write a model as ONNX, safetensors or a JSON model file.
     Export(export::ExportArgs),
+    /// Serve a page to draw a digit on, and a JSON API that predicts.
+    Serve(serve::ServeArgs),
 }
 
 /// A failure whose error lines were printed already (one per bad input).
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         Some(Command::Plot(args)) => plot::run(&args),
         Some(Command::Errors(args)) => errors::run(&args),
         Some(Command::Export(args)) => export::run(&args),
+        Some(Command::Serve(args)) => serve::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
