@@ -6,4 +6,5 @@
 
 mod browser;
 mod export;
+mod library;
 mod real_data;

@@ -33,9 +33,27 @@ def numpy_forward(path, pixels):
         tensors = {name: f.get_tensor(name) for name in f.keys()}
     if meta["normalization"] != "x/255-0.5" or meta["bias_feature"] != "last":
         raise SystemExit(f"{path}: unexpected preprocessing {meta}")
-    x = pixels.reshape(len(pixels), -1) / np.float32(255) - np.float32(0.5)
-    h = np.concatenate([x, np.ones((len(x), 1), np.float32)], axis=1)
-    layers = sum(1 for name in tensors if name.endswith(".weight"))
+    x = pixels / np.float32(255) - np.float32(0.5)
+    if meta["kind"] == "cnn":
+        # Each convolution: stride 1, no padding, ReLU, 2 x 2 max-pooling
+        # (an odd side floored); then the values in (row, column, channel)
+        # order.
+        h = x
+        convs = sum(1 for name in tensors if name.startswith("convs.") and name.endswith(".weight"))
+        for i in range(convs):
+            w, b = tensors[f"convs.{i}.weight"], tensors[f"convs.{i}.bias"]
+            k = w.shape[2]
+            windows = np.lib.stride_tricks.sliding_window_view(h, (k, k), axis=(2, 3))
+            h = np.einsum("ncyxij,ocij->noyx", windows, w, optimize=True) + b[None, :, None, None]
+            h = np.maximum(h, 0)
+            n, c, side, _ = h.shape
+            half = side // 2
+            h = h[:, :, : 2 * half, : 2 * half].reshape(n, c, half, 2, half, 2).max(axis=(3, 5))
+        h = h.transpose(0, 2, 3, 1).reshape(len(x), -1)
+    else:
+        x = x.reshape(len(x), -1)
+        h = np.concatenate([x, np.ones((len(x), 1), np.float32)], axis=1)
+    layers = sum(1 for name in tensors if name.startswith("layers.") and name.endswith(".weight"))
     for i in range(layers):
         h = h @ tensors[f"layers.{i}.weight"]
         if f"layers.{i}.bias" in tensors:

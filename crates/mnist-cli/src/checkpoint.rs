@@ -53,8 +53,7 @@ pub struct Checkpoint {
 /// [`Velocity`] as JSON: per layer, the weights' rows and the biases.
 type VelocityRows = Vec<(Vec<Vec<f32>>, Vec<f32>)>;
 
-/// The momentum of a network's optimiser, per layer.
-pub type Velocity = Vec<(Array2<f32>, Array1<f32>)>;
+pub use mnist_train::Velocity;
 
 impl Checkpoint {
     /// A checkpoint of `model` after `epochs.len()` epochs.

@@ -2,9 +2,11 @@
 
 use std::path::Path;
 
+use anyhow::Context as _;
 use anyhow::{bail, Result};
-use mnist_data::{Dataset, KnownDataset, Part, Preprocess, FASHION_MNIST, MNIST};
+use mnist_data::{Dataset, KnownDataset, Loader, Part, Preprocess, FASHION_MNIST, MNIST};
 use mnist_model::{Metadata, Model};
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::paths::real_location;
@@ -158,4 +160,26 @@ pub fn check_model_fits(
         );
     }
     Ok(())
+}
+
+/// Features and labels of an evaluation set, prepared once.
+pub struct EvalSet {
+    pub x: Array2<f32>,
+    pub labels: Vec<u8>,
+}
+
+impl EvalSet {
+    /// The samples `indices` of `data`.
+    pub fn new(data: &Dataset, pre: &Preprocess, indices: &[usize]) -> Result<Self> {
+        let x =
+            Loader::features_of(data, pre, indices).context("evaluation indices out of range")?;
+        let labels = indices.iter().map(|&i| data.labels()[i]).collect();
+        Ok(Self { x, labels })
+    }
+
+    /// All of `data`.
+    pub fn all(data: &Dataset, pre: &Preprocess) -> Result<Self> {
+        let indices: Vec<usize> = (0..data.len()).collect();
+        Self::new(data, pre, &indices)
+    }
 }

@@ -9,11 +9,11 @@ use mnist_model::Model;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::data::EvalSet;
 use crate::data::{check_model_fits, open_part, DatasetInfo};
 use crate::output::write_atomic;
 use crate::paths::Files;
 use crate::plot::{encode_png, register_fonts, Format};
-use crate::train::EvalSet;
 
 /// Arguments of `mnist errors`.
 #[derive(Debug, Args)]

@@ -9,11 +9,12 @@ use mnist_data::{Part, Preprocess};
 use mnist_model::Model;
 use serde::Serialize;
 
+use crate::data::EvalSet;
 use crate::data::{check_model_fits, open_part, DatasetInfo};
 use crate::output::write_atomic;
 use crate::paths::Files;
 use crate::report::TestReport;
-use crate::train::{write_report, EvalSet};
+use crate::train::write_report;
 
 /// Arguments of `mnist eval`.
 #[derive(Debug, Args, Serialize)]

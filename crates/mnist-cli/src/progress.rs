@@ -8,18 +8,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub struct Log {
     quiet: bool,
     bar: Option<ProgressBar>,
-    /// Lines kept back by [`hold`](Log::hold).
-    held: Option<Vec<String>>,
 }
 
 impl Log {
     /// A log; `quiet` keeps it silent.
     pub fn new(quiet: bool) -> Self {
-        Self {
-            quiet,
-            bar: None,
-            held: None,
-        }
+        Self { quiet, bar: None }
     }
 
     /// Prints one line, above the progress bar if there is one.
@@ -27,30 +21,9 @@ impl Log {
         if self.quiet {
             return;
         }
-        if let Some(held) = &mut self.held {
-            held.push(s.to_owned());
-            return;
-        }
         match &self.bar {
             Some(bar) => bar.suspend(|| say!("{s}")),
             None => say!("{s}"),
-        }
-    }
-
-    /// Keeps the lines that follow back until
-    /// [`line_before_held`](Self::line_before_held), for when a line that
-    /// must come before them is not known yet.
-    pub fn hold(&mut self) {
-        self.held.get_or_insert_with(Vec::new);
-    }
-
-    /// Prints `s`, then the lines kept back by [`hold`](Self::hold), and
-    /// prints lines as they come again.
-    pub fn line_before_held(&mut self, s: &str) {
-        let held = self.held.take();
-        self.line(s);
-        for s in held.unwrap_or_default() {
-            self.line(&s);
         }
     }
 

@@ -5,20 +5,7 @@ use std::fmt::Write as _;
 use mnist_model::ConfusionMatrix;
 use serde::Serialize;
 
-/// One epoch of training.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct EpochRecord {
-    /// Epoch number, from 0.
-    pub epoch: usize,
-    /// The learning rate used throughout the epoch.
-    pub lr: f64,
-    /// Mean of the epoch's batch losses.
-    pub train_loss: f64,
-    /// Loss on the validation set after the epoch.
-    pub val_loss: f64,
-    /// Accuracy on the validation set after the epoch.
-    pub val_accuracy: f64,
-}
+pub use mnist_train::EpochRecord;
 
 /// One class's row of the final table.
 #[derive(Debug, Clone, Serialize)]

@@ -2,33 +2,24 @@
 //! defaults.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use mnist_data::{
-    split_indices, Dataset, Holdout, LazyBatch, Loader, LoaderConfig, Part, PendingOrder,
-    Preprocess,
-};
-use mnist_model::{
-    evaluate, Background, CosineWarmRestarts, Evaluation, Head, Init, LinearModel, LrSchedule, Mlp,
-    MlpTrainer, Model, PendingEvaluation, Product, RowSource, Sgd, StepScratch, Warmup,
-};
-use ndarray::Array2;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use mnist_data::{Holdout, Part};
+use mnist_model::{CosineWarmRestarts, Head, Init, Warmup};
+use mnist_train::{EpochRecord, Observer, RunInfo, StateView, TrainConfig, TrainState, Trainer};
 use serde::{Deserialize, Serialize};
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
-use crate::checkpoint::{Checkpoint, Velocity, FILE as CHECKPOINT_FILE};
+use crate::checkpoint::{Checkpoint, FILE as CHECKPOINT_FILE};
 use crate::data::{open_part, DatasetInfo};
 use crate::output::write_atomic;
 use crate::paths::{real_location, Files};
 use crate::predict::plural;
 use crate::progress::Log;
-use crate::report::{EpochRecord, TestReport, Timing};
+use crate::report::{TestReport, Timing};
 
 /// How the weights start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -51,6 +42,25 @@ pub enum HeadArg {
     Softmax,
 }
 
+impl From<Head> for HeadArg {
+    fn from(head: Head) -> Self {
+        match head {
+            Head::Sigmoid => HeadArg::Sigmoid,
+            Head::Softmax => HeadArg::Softmax,
+        }
+    }
+}
+
+/// A warm-up as `--warmup` takes it, e.g. `0:0.01,1:0.1,2:1`.
+fn warmup_text(warmup: &Warmup) -> String {
+    let pairs: Vec<String> = warmup
+        .steps()
+        .iter()
+        .map(|(epoch, factor)| format!("{epoch}:{factor}"))
+        .collect();
+    pairs.join(",")
+}
+
 /// Named sets of settings; flags given explicitly override them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,13 +73,19 @@ pub enum Preset {
     /// A hidden layer of 256 ReLU units, softmax head, 20 epochs of batches
     /// of 128, one cosine cycle from 0.05, momentum 0.9, weight decay 1e-4.
     Mlp,
+    /// A convolutional network: 5x5 convolutions of 16 and 32 filters (ReLU,
+    /// 2x2 max-pooling), 128 hidden ReLU units, softmax; 12 epochs of
+    /// batches of 64, one cosine cycle from 0.05, momentum 0.9, weight
+    /// decay 5e-4.
+    Cnn,
 }
 
 /// The settings a resumed run takes from its checkpoint: given again, each
 /// must equal the checkpoint's (`--epochs` may grow).
-pub const FROM_CHECKPOINT: [&str; 14] = [
+pub const FROM_CHECKPOINT: [&str; 15] = [
     "preset",
     "head",
+    "conv",
     "hidden",
     "momentum",
     "weight_decay",
@@ -134,6 +150,11 @@ pub struct TrainArgs {
     /// Output head: the post's ten sigmoids, or a softmax.
     #[arg(long, value_enum, default_value_t = HeadArg::Sigmoid)]
     pub head: HeadArg,
+    /// Start with 5x5 convolutions of these many filters each (ReLU and 2x2
+    /// max-pooling after each), e.g. 16,32; needs the softmax head.
+    #[arg(long, value_name = "FILTERS", value_delimiter = ',')]
+    #[serde(default)]
+    pub conv: Vec<usize>,
     /// Add a hidden layer of N ReLU units (He-initialised).
     #[arg(long, value_name = "N")]
     pub hidden: Option<usize>,
@@ -172,13 +193,6 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
-/// Settings checked and turned into the objects that use them.
-struct Plan {
-    schedule: Product<CosineWarmRestarts, Warmup>,
-    holdout: Holdout,
-    init: Init,
-}
-
 impl TrainArgs {
     /// Applies `--preset`: each setting the preset names takes the preset's
     /// value unless its flag was given on the command line (`matches`). A
@@ -197,39 +211,36 @@ impl TrainArgs {
                 }
             };
         }
-        match preset {
+        let values = TrainConfig::from(match preset {
             Preset::Post => return,
-            Preset::Softmax => {
-                set!(head, HeadArg::Softmax);
-                set!(init, InitArg::Zeros);
-                set!(epochs, 60);
-                set!(batch_size, 64);
+            Preset::Softmax => mnist_train::Preset::Softmax,
+            Preset::Mlp => mnist_train::Preset::Mlp,
+            Preset::Cnn => mnist_train::Preset::Cnn,
+        });
+        set!(head, HeadArg::from(values.head));
+        set!(hidden, values.hidden);
+        set!(conv, values.conv.clone());
+        set!(
+            init,
+            match values.init {
+                Init::Zeros => InitArg::Zeros,
+                Init::Normal { .. } => InitArg::Normal,
             }
-            Preset::Mlp => {
-                set!(hidden, Some(256));
-                set!(head, HeadArg::Softmax);
-                set!(epochs, 20);
-                set!(batch_size, 128);
-            }
-        }
-        set!(lr_max, 0.05);
-        set!(lr_min, 5e-5);
-        set!(warmup, "0:1".to_string());
-        set!(momentum, 0.9);
-        set!(weight_decay, 1e-4);
+        );
+        set!(epochs, values.epochs);
+        set!(batch_size, values.batch_size);
+        set!(lr_max, values.lr_max);
+        set!(lr_min, values.lr_min);
+        set!(warmup, warmup_text(&values.warmup));
+        set!(momentum, values.momentum);
+        set!(weight_decay, values.weight_decay);
+        // The preset's cycle is the run, however many epochs it is given.
         set!(cosine_period, self.epochs);
     }
 
-    /// Whether this is the post's model and optimiser: sigmoid head, no
-    /// hidden layer, plain SGD. Anything else trains a network.
-    fn is_post(&self) -> bool {
-        self.head == HeadArg::Sigmoid
-            && self.hidden.is_none()
-            && self.momentum == 0.0
-            && self.weight_decay == 0.0
-    }
-    /// Checks every setting before any data is read.
-    fn plan(&self) -> Result<Plan> {
+    /// Checks every setting before any data is read, naming the flags, and
+    /// gives the library's settings.
+    fn config(&self) -> Result<TrainConfig> {
         if self.epochs == 0 {
             bail!("--epochs must be at least 1");
         }
@@ -245,7 +256,7 @@ impl TrainArgs {
                 bail!("{flag} {v:e}: larger than the largest f32 ({:e})", f32::MAX);
             }
         }
-        let cosine = CosineWarmRestarts::new(self.lr_min, self.lr_max, self.cosine_period)
+        CosineWarmRestarts::new(self.lr_min, self.lr_max, self.cosine_period)
             .context("--lr-min/--lr-max/--cosine-period")?;
         let warmup: Warmup = self
             .warmup
@@ -274,6 +285,16 @@ impl TrainArgs {
                 self.weight_decay
             );
         }
+        if !self.conv.is_empty() && self.head != HeadArg::Softmax {
+            bail!(
+                "--conv {}: a convolutional network has a softmax head; add --head softmax",
+                self.conv
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+        }
         if let Some(h) = self.hidden {
             if !(1..=100_000).contains(&h) {
                 bail!("--hidden {h}: must be between 1 and 100000");
@@ -285,15 +306,31 @@ impl TrainArgs {
                 );
             }
         }
-        let init = match self.init {
-            InitArg::Normal => Init::Normal { std: 1.0 },
-            InitArg::Zeros => Init::Zeros,
-        };
-        Ok(Plan {
-            schedule: Product::new(cosine, warmup),
+        let config = TrainConfig {
+            head: match self.head {
+                HeadArg::Sigmoid => Head::Sigmoid,
+                HeadArg::Softmax => Head::Softmax,
+            },
+            conv: self.conv.clone(),
+            hidden: self.hidden,
+            init: match self.init {
+                InitArg::Normal => Init::Normal { std: 1.0 },
+                InitArg::Zeros => Init::Zeros,
+            },
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr_min: self.lr_min,
+            lr_max: self.lr_max,
+            cosine_period: self.cosine_period,
+            warmup,
+            seed: self.seed,
             holdout,
-            init,
-        })
+        };
+        // What the flags above did not check.
+        config.check()?;
+        Ok(config)
     }
 }
 
@@ -333,28 +370,6 @@ struct TrainReport<'a> {
     iterations: Vec<(usize, f64)>,
     test: TestReport,
     timing: Timing,
-}
-
-/// Features and labels of an evaluation set, prepared once.
-pub struct EvalSet {
-    pub x: Array2<f32>,
-    pub labels: Vec<u8>,
-}
-
-impl EvalSet {
-    /// The samples `indices` of `data`.
-    pub fn new(data: &Dataset, pre: &Preprocess, indices: &[usize]) -> Result<Self> {
-        let x =
-            Loader::features_of(data, pre, indices).context("evaluation indices out of range")?;
-        let labels = indices.iter().map(|&i| data.labels()[i]).collect();
-        Ok(Self { x, labels })
-    }
-
-    /// All of `data`.
-    pub fn all(data: &Dataset, pre: &Preprocess) -> Result<Self> {
-        let indices: Vec<usize> = (0..data.len()).collect();
-        Self::new(data, pre, &indices)
-    }
 }
 
 /// Where a run's files really are, checked against each other before any
@@ -436,7 +451,7 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         None => (given.clone(), None),
     };
     let args = &args;
-    let plan = args.plan()?;
+    let config = args.config()?;
     let files = RunFiles::new(args, given.resume.as_deref())?;
     // Checkpoints record where the data and the outputs are, so that a run
     // resumed from another folder finds and writes the same files.
@@ -451,219 +466,63 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
     let t_load = Instant::now();
     let train = open_part(&args.data_dir, Part::Train)?;
     let test = open_part(&args.data_dir, Part::Test)?;
-    if train.pixels() != test.pixels() {
-        bail!(
-            "{}: training images have {} pixels but test images {}",
-            args.data_dir.display(),
-            train.pixels(),
-            test.pixels()
-        );
-    }
     let info = DatasetInfo::of(&args.data_dir, &test, Some(&train));
     let names = info.class_names.clone();
     let dataset = train.fingerprint().to_string();
-    let pre = Preprocess::default();
-    // Index lists only for a held-out split: a loader over the whole
-    // training set keeps just its order, 4 bytes a sample.
-    let (train_idx, val_idx) = match plan.holdout {
-        Holdout::None => (None, Vec::new()),
-        holdout => {
-            let (train_idx, val_idx) =
-                split_indices(train.len(), holdout, args.seed).context("--val-size")?;
-            (Some(train_idx), val_idx)
-        }
-    };
-    let loader_config = LoaderConfig {
-        batch_size: args.batch_size,
-        shuffle: true,
-        drop_last: false,
-        seed: args.seed,
-    };
-    let mut loader = match &train_idx {
-        Some(indices) => Loader::with_indices(&train, pre.clone(), loader_config, indices)?,
-        None => Loader::new(&train, pre.clone(), loader_config)?,
-    };
-    drop(train_idx);
-    let load_seconds = t_load.elapsed().as_secs_f64();
-    log.line(&format!(
-        "train {} samples, validation {} ({}), test {}; {} features; {} of {} per epoch",
-        loader.len(),
-        if val_idx.is_empty() {
-            test.len()
-        } else {
-            val_idx.len()
-        },
-        if !val_idx.is_empty() {
-            "held out"
-        } else {
-            "the test set, as in the post"
-        },
-        test.len(),
-        loader.features(),
-        plural(loader.batches_per_epoch(), "batch"),
-        args.batch_size
-    ));
-
-    let (mut learner, mut epochs, mut iterations) = match resumed {
+    let trainer = Trainer::new(config, &train, &test)
+        .with_context(|| format!("{}", args.data_dir.display()))?;
+    let resume = match resumed {
         Some((ck, model, velocity)) => {
             ck.check_dataset(&dataset, &args.data_dir)?;
-            if model.features() != loader.features() || model.classes() != train.classes() {
-                bail!(
-                    "--resume: the checkpoint's model takes {} features and {} classes, the data gives {} and {}",
-                    model.features(),
-                    model.classes(),
-                    loader.features(),
-                    train.classes()
-                );
-            }
-            log.line(&format!(
-                "resuming after epoch {} of {}",
-                ck.epochs_done, args.epochs
-            ));
-            (
-                Learner::resume(args, model, velocity)?,
-                ck.epochs,
-                ck.iterations,
-            )
+            Some(TrainState {
+                epochs: ck.epochs,
+                iterations: ck.iterations,
+                model,
+                velocity,
+            })
         }
-        None => {
-            let learner = Learner::new(args, &plan, loader.features(), train.classes())?;
-            (learner, Vec::new(), Vec::new())
-        }
+        None => None,
     };
-    log.line(&format!("model: {}", learner.snapshot().describe()));
-    let first_epoch = epochs.len();
-    let post = matches!(learner, Learner::Post { .. });
-    let mut test_set = Evaluator::new(post, &test, &pre, None)?;
-    let mut val_set = if val_idx.is_empty() {
-        None
-    } else {
-        Some(Evaluator::new(post, &train, &pre, Some(&val_idx))?)
+    let load_seconds = t_load.elapsed().as_secs_f64();
+    let mut shown = Shown {
+        log,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        log_every: args.log_every,
+        interrupted: &interrupted,
+        checkpoint: match (&args.checkpoint_dir, &files.checkpoint_dir) {
+            (Some(dir), Some(real)) => Some(Keep {
+                dir,
+                real,
+                recorded: &recorded,
+                dataset: &dataset,
+            }),
+            _ => None,
+        },
     };
-    let val_samples = val_set.as_ref().map_or(test.len(), Evaluator::len);
-
-    let t_train = Instant::now();
-    log.start_bar(((args.epochs - first_epoch) * loader.batches_per_epoch()) as u64);
-    epochs.reserve(args.epochs);
-    iterations.reserve(args.epochs * loader.batches_per_epoch());
-    // The post's model, on rows made from the images and with no checkpoint
-    // to write after each epoch, is evaluated during the next epoch: in the
-    // moments a step's two threads would wait for each other, then what is
-    // left after the epoch. The results are the same bits; the log keeps its
-    // order (lines that come after an epoch's are held back until it is
-    // known).
-    let val_is_test = val_set.is_none();
-    let eval_on = match val_set.as_mut() {
-        Some(val) => val,
-        None => &mut test_set,
-    };
-    let (beside_rows, mut eval_now) = match eval_on {
-        Evaluator::Rows(eval_loader) if post && args.checkpoint_dir.is_none() => {
-            eval_loader.begin_epoch(0);
-            let batch = eval_loader
-                .next_lazy()
-                .context("the evaluation set is empty")?;
-            (Some(BatchRows(batch)), None)
-        }
-        on => (None, Some(on)),
-    };
-    let mut pending: Option<(EpochRecord, PendingEvaluation<'_, BatchRows<'_>>)> = None;
-    // With the evaluation in the background, the next epoch's order is
-    // drawn there too (the same order as drawn when the epoch begins).
-    let mut prepared: Option<PendingOrder> = None;
-    let mut last_eval = None;
-    for epoch in first_epoch..args.epochs {
-        let lr = plan.schedule.lr(epoch);
-        log.line(&format!("Set learning rate to {lr:.5}"));
-        let this_order = prepared.take();
-        let next_order = (beside_rows.is_some() && epoch + 1 < args.epochs)
-            .then(|| loader.prepare_epoch(epoch + 1));
-        let run_epoch = || {
-            let epoch_run = EpochRun {
-                epoch,
-                lr,
-                interrupted: &interrupted,
-                log_every: args.log_every,
-            };
-            epoch_run.train(
-                &mut learner,
-                &mut loader,
-                this_order,
-                &mut iterations,
-                &mut log,
-            )
-        };
-        let meanwhile = Meanwhile {
-            evaluation: pending.as_ref().map(|(_, evaluation)| evaluation),
-            order: next_order.as_ref(),
-        };
-        let trained = if meanwhile.evaluation.is_some() || meanwhile.order.is_some() {
-            mnist_model::with_background(&meanwhile, run_epoch)
-        } else {
-            run_epoch()
-        };
-        prepared = next_order;
-        // The previous epoch's line first, whatever happened in this one.
-        if let Some((record, evaluation)) = pending.take() {
-            conclude(record, &evaluation.finish()?, &mut log, &mut epochs);
-        }
-        let Some((batch_in_epoch, loss_sum)) = trained? else {
-            log.finish_bar();
-            return Err(Interrupted {
-                epoch,
-                checkpoint_dir: args.checkpoint_dir.clone(),
-            }
-            .into());
-        };
-        let record = EpochRecord {
+    let fitted = trainer.fit(resume, &mut shown);
+    shown.log.finish_bar();
+    let fitted = fitted.map_err(|e| match e {
+        mnist_train::Error::Stopped { epoch } => Interrupted {
             epoch,
+            checkpoint_dir: args.checkpoint_dir.clone(),
+        }
+        .into(),
+        mnist_train::Error::Step {
+            epoch,
+            iteration,
             lr,
-            train_loss: loss_sum / batch_in_epoch.max(1) as f64,
-            val_loss: f64::NAN,
-            val_accuracy: f64::NAN,
-        };
-        if let (Some(rows), Learner::Post { model, .. }) = (&beside_rows, &learner) {
-            let evaluation = PendingEvaluation::new(model, rows.0.labels, rows)?;
-            pending = Some((record, evaluation));
-            log.hold();
-            continue;
+            source,
+        } => anyhow::anyhow!(
+            "epoch {epoch}, iteration {iteration}, learning rate {lr:e}; no model saved: {source}"
+        ),
+        mnist_train::Error::Resume(reason) => {
+            anyhow::anyhow!("--resume: the checkpoint does not fit: {reason}")
         }
-        let Some(on) = eval_now.as_deref_mut() else {
-            bail!("internal error: no evaluation set for epoch {epoch}");
-        };
-        let eval = learner.evaluate(on)?;
-        conclude(record, &eval, &mut log, &mut epochs);
-        last_eval = Some(eval);
-        if let (Some(dir), Some(real)) = (&args.checkpoint_dir, &files.checkpoint_dir) {
-            Checkpoint::new(
-                &recorded,
-                &dataset,
-                &learner.snapshot(),
-                learner.velocity(),
-                &epochs,
-                &iterations,
-            )?
-            .save(dir, real)?;
-        }
-    }
-    if let Some((record, evaluation)) = pending.take() {
-        let eval = evaluation.finish()?;
-        conclude(record, &eval, &mut log, &mut epochs);
-        last_eval = Some(eval);
-    }
-    log.finish_bar();
-    let train_seconds = t_train.elapsed().as_secs_f64();
+        other => anyhow::Error::new(other),
+    })?;
 
-    let t_test = Instant::now();
-    // After the last epoch the model was evaluated on the test set already
-    // when that is the validation set.
-    let eval = match last_eval {
-        Some(eval) if val_is_test => eval,
-        _ => learner.evaluate(&mut test_set)?,
-    };
-    let model = learner.snapshot();
-    let test_report = TestReport::new(&eval.confusion, eval.loss, &names);
-    let test_seconds = t_test.elapsed().as_secs_f64();
+    let test_report = TestReport::new(&fitted.test.confusion, fitted.test.loss, &names);
     say!(
         "test accuracy {:.4}  loss {:.5}  ({} samples)",
         test_report.accuracy,
@@ -674,12 +533,15 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         say_raw!("{}", test_report.render());
     }
     say!(
-        "timing: load {load_seconds:.3} s, train {train_seconds:.3} s (kernel: {})",
-        learner.kernel()
+        "timing: load {:.3} s, train {:.3} s (kernel: {})",
+        load_seconds + fitted.setup_seconds,
+        fitted.train_seconds,
+        fitted.kernel
     );
 
     if let (Some(path), Some(real)) = (&args.save, &files.save) {
-        model
+        fitted
+            .model
             .save_with(real, &info.to_metadata()?)
             .with_context(|| format!("--save {}", path.display()))?;
         say!("model saved to {}", path.display());
@@ -689,22 +551,18 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
             command: "train",
             config: args,
             dataset: &info,
-            train_samples: loader.len(),
-            val_samples,
-            val_source: if val_set.is_some() {
-                "held-out"
-            } else {
-                "test"
-            },
-            kernel: learner.kernel(),
-            model: model.describe(),
-            epochs,
-            iterations,
+            train_samples: fitted.train_samples,
+            val_samples: fitted.val_samples,
+            val_source: if fitted.held_out { "held-out" } else { "test" },
+            kernel: fitted.kernel,
+            model: fitted.model.describe(),
+            epochs: fitted.epochs,
+            iterations: fitted.iterations,
             test: test_report,
             timing: Timing {
-                load_seconds,
-                train_seconds,
-                test_seconds,
+                load_seconds: load_seconds + fitted.setup_seconds,
+                train_seconds: fitted.train_seconds,
+                test_seconds: fitted.test_seconds,
             },
         };
         write_report(path, real, &report)?;
@@ -712,110 +570,100 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
     Ok(())
 }
 
-/// What threads that would wait do during an epoch: pieces of the previous
-/// epoch's evaluation, then of the next epoch's order.
-struct Meanwhile<'a, 'b> {
-    evaluation: Option<&'a PendingEvaluation<'b, BatchRows<'b>>>,
-    order: Option<&'a PendingOrder>,
+/// Where checkpoints go, and what they record beside the state.
+struct Keep<'a> {
+    /// `--checkpoint-dir` as given.
+    dir: &'a Path,
+    /// Where it really is.
+    real: &'a Path,
+    /// The settings, with the real locations of the data and outputs.
+    recorded: &'a TrainArgs,
+    /// The training set's fingerprint.
+    dataset: &'a str,
 }
 
-impl Background for Meanwhile<'_, '_> {
-    fn piece(&self) -> bool {
-        self.evaluation.is_some_and(|e| e.piece()) || self.order.is_some_and(|o| o.piece())
-    }
-}
-
-/// One epoch of training.
-struct EpochRun<'a> {
-    epoch: usize,
-    lr: f64,
-    interrupted: &'a AtomicBool,
+/// What a training run shows: the post's log, a progress bar on a
+/// terminal, and checkpoints; Ctrl-C stops it between steps.
+struct Shown<'a> {
+    log: Log,
+    epochs: usize,
+    batch_size: usize,
     log_every: usize,
+    interrupted: &'a AtomicBool,
+    checkpoint: Option<Keep<'a>>,
 }
 
-impl EpochRun<'_> {
-    /// Shuffles (or takes the order `prepared` for this epoch) and trains
-    /// one epoch, logging and keeping each batch's loss: the number of
-    /// batches and the sum of their losses, or `None` if interrupted.
-    fn train(
-        &self,
-        learner: &mut Learner,
-        loader: &mut Loader<'_>,
-        prepared: Option<PendingOrder>,
-        iterations: &mut Vec<(usize, f64)>,
-        log: &mut Log,
-    ) -> Result<Option<(usize, f64)>> {
-        let EpochRun {
-            epoch,
-            lr,
-            interrupted,
-            log_every,
-        } = *self;
-        match prepared {
-            Some(order) if order.epoch() == epoch => loader.begin_prepared_epoch(order),
-            _ => loader.begin_epoch(epoch),
+impl Observer for Shown<'_> {
+    fn started(&mut self, info: &RunInfo) {
+        self.log.line(&format!(
+            "train {} samples, validation {} ({}), test {}; {} features; {} of {} per epoch",
+            info.train_samples,
+            info.val_samples,
+            if info.held_out {
+                "held out"
+            } else {
+                "the test set, as in the post"
+            },
+            info.test_samples,
+            info.features,
+            plural(info.batches_per_epoch, "batch"),
+            self.batch_size
+        ));
+        if let Some(done) = info.resumed_after {
+            self.log
+                .line(&format!("resuming after epoch {done} of {}", self.epochs));
         }
-        let mut batch_in_epoch = 0;
-        let mut loss_sum = 0.0;
-        loop {
-            if interrupted.load(Ordering::Relaxed) {
-                return Ok(None);
-            }
-            let iteration = iterations.len();
-            let stepped = match learner {
-                Learner::Post {
-                    model,
-                    sgd,
-                    scratch,
-                } => match loader.next_lazy() {
-                    Some(batch) => {
-                        // Features are made block by block on the threads
-                        // that use them.
-                        let rows = BatchRows(batch);
-                        Some(sgd.step_rows(model, batch.y, &rows, lr as f32, scratch))
-                    }
-                    None => None,
-                },
-                Learner::Network { model, trainer } => loader
-                    .next_batch()
-                    .map(|batch| trainer.step(&mut *model, batch.x, batch.y, lr as f32)),
-            };
-            let Some(result) = stepped else {
-                return Ok(Some((batch_in_epoch, loss_sum)));
-            };
-            let loss = result.with_context(|| {
-                format!(
-                    "epoch {epoch}, iteration {iteration}, learning rate {lr:e}; no model saved"
-                )
-            })?;
-            iterations.push((iteration, loss));
-            loss_sum += loss;
-            if log_every > 0 && batch_in_epoch % log_every == 0 {
-                log.line(&format!(
-                    "Iter {iteration:>5}  Epoch {epoch:>3}  Loss {loss:.5}  LR {lr:.5}"
-                ));
-            }
-            batch_in_epoch += 1;
-            log.tick();
+        self.log.line(&format!("model: {}", info.model));
+        let left = self.epochs - info.resumed_after.unwrap_or(0);
+        self.log.start_bar((left * info.batches_per_epoch) as u64);
+    }
+
+    fn epoch_started(&mut self, _epoch: usize, lr: f64) {
+        self.log.line(&format!("Set learning rate to {lr:.5}"));
+    }
+
+    fn step(&mut self, epoch: usize, iteration: usize, batch: usize, loss: f64, lr: f64) {
+        if self.log_every > 0 && batch.is_multiple_of(self.log_every) {
+            self.log.line(&format!(
+                "Iter {iteration:>5}  Epoch {epoch:>3}  Loss {loss:.5}  LR {lr:.5}"
+            ));
         }
     }
-}
 
-/// Completes an epoch's `record` with its evaluation, logs it (before the
-/// lines held back for it) and keeps it.
-fn conclude(
-    mut record: EpochRecord,
-    eval: &Evaluation,
-    log: &mut Log,
-    epochs: &mut Vec<EpochRecord>,
-) {
-    record.val_loss = eval.loss;
-    record.val_accuracy = eval.accuracy;
-    log.line_before_held(&format!(
-        "Epoch {:>3}  train loss {:.5}  val loss {:.5}  val accuracy {:.4}",
-        record.epoch, record.train_loss, record.val_loss, record.val_accuracy
-    ));
-    epochs.push(record);
+    fn progress(&mut self) {
+        self.log.tick();
+    }
+
+    fn epoch_finished(&mut self, r: &EpochRecord) {
+        self.log.line(&format!(
+            "Epoch {:>3}  train loss {:.5}  val loss {:.5}  val accuracy {:.4}",
+            r.epoch, r.train_loss, r.val_loss, r.val_accuracy
+        ));
+    }
+
+    fn wants_checkpoints(&self) -> bool {
+        self.checkpoint.is_some()
+    }
+
+    fn checkpoint(&mut self, state: StateView<'_>) -> std::result::Result<(), String> {
+        let Some(keep) = &self.checkpoint else {
+            return Ok(());
+        };
+        Checkpoint::new(
+            keep.recorded,
+            keep.dataset,
+            state.model,
+            state.velocity,
+            state.epochs,
+            state.iterations,
+        )
+        .and_then(|ck| ck.save(keep.dir, keep.real))
+        .map_err(|e| format!("{e:#}"))
+    }
+
+    fn should_stop(&self) -> bool {
+        self.interrupted.load(Ordering::Relaxed)
+    }
 }
 
 /// Serialises `report` and writes it atomically to `real`, where `path`
@@ -867,161 +715,6 @@ fn interrupt_flag() -> Result<Arc<AtomicBool>> {
     ctrlc::set_handler(move || set.store(true, Ordering::Relaxed))
         .context("cannot install the Ctrl-C handler")?;
     Ok(flag)
-}
-
-/// The model being trained, with its optimiser.
-enum Learner {
-    /// The post's linear model and plain SGD, on the fused kernels.
-    Post {
-        model: LinearModel,
-        sgd: Sgd,
-        scratch: StepScratch,
-    },
-    /// A network, with SGD with momentum and weight decay.
-    Network { model: Mlp, trainer: MlpTrainer },
-}
-
-impl Learner {
-    /// A fresh model: initial weights drawn from a stream of the seed of
-    /// their own, so they never share random numbers with the shuffles.
-    fn new(args: &TrainArgs, plan: &Plan, features: usize, classes: usize) -> Result<Self> {
-        let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-        rng.set_stream(u64::MAX - 1);
-        if args.is_post() {
-            let model = LinearModel::new(features, classes, plan.init, &mut rng)?;
-            return Self::resume(args, Model::Linear(model), None);
-        }
-        let head = match args.head {
-            HeadArg::Sigmoid => Head::Sigmoid,
-            HeadArg::Softmax => Head::Softmax,
-        };
-        let zeros = args.init == InitArg::Zeros;
-        let model = Mlp::new(features, args.hidden, classes, head, zeros, &mut rng)?;
-        Self::resume(args, Model::Network(model), None)
-    }
-
-    /// Continues training `model` (with the optimiser's saved momentum).
-    fn resume(args: &TrainArgs, model: Model, velocity: Option<Velocity>) -> Result<Self> {
-        Ok(match model {
-            Model::Linear(model) => Learner::Post {
-                model,
-                sgd: Sgd::new(args.batch_size)?,
-                scratch: StepScratch::default(),
-            },
-            Model::Network(model) => {
-                let mut trainer = MlpTrainer::new(&model, args.momentum, args.weight_decay)?;
-                if let Some(v) = velocity {
-                    trainer.set_velocity(v)?;
-                }
-                Learner::Network { model, trainer }
-            }
-        })
-    }
-
-    fn evaluate(&self, on: &mut Evaluator<'_>) -> Result<Evaluation> {
-        Ok(match (self, on) {
-            (Learner::Post { model, .. }, Evaluator::Rows(loader)) => {
-                loader.begin_epoch(0);
-                let batch = loader.next_lazy().context("the evaluation set is empty")?;
-                mnist_model::evaluate_rows(model, batch.labels, &BatchRows(batch))?
-            }
-            (Learner::Post { model, .. }, Evaluator::Matrix(set)) => {
-                evaluate(model, set.x.view(), &set.labels)?
-            }
-            (Learner::Network { model, .. }, Evaluator::Matrix(set)) => {
-                mnist_model::evaluate_mlp(model, set.x.view(), &set.labels)?
-            }
-            (Learner::Network { .. }, Evaluator::Rows(_)) => {
-                bail!("a network is evaluated on a feature matrix, not on rows made on demand")
-            }
-        })
-    }
-
-    /// What computes the steps: the fused kernels this CPU takes for the
-    /// post's model, ndarray's matrix products for a network.
-    fn kernel(&self) -> &'static str {
-        match self {
-            Learner::Post { .. } => mnist_model::kernel_path(),
-            Learner::Network { .. } => "ndarray matrix products",
-        }
-    }
-
-    /// The model as it is now.
-    fn snapshot(&self) -> Model {
-        match self {
-            Learner::Post { model, .. } => Model::Linear(model.clone()),
-            Learner::Network { model, .. } => Model::Network(model.clone()),
-        }
-    }
-
-    /// The optimiser's momentum, for checkpoints.
-    fn velocity(&self) -> Option<&[(Array2<f32>, ndarray::Array1<f32>)]> {
-        match self {
-            Learner::Post { .. } => None,
-            Learner::Network { trainer, .. } => Some(trainer.velocity()),
-        }
-    }
-}
-
-/// A batch as the trainer's row source: rows made from the image bytes, and
-/// images fetched into the cache ahead of use.
-struct BatchRows<'a>(LazyBatch<'a>);
-
-impl RowSource for BatchRows<'_> {
-    fn fill(&self, first: usize, out: &mut [f32], stride: usize) {
-        self.0.features_into(first, out, stride);
-    }
-
-    fn prefetch(&self, first: usize, n: usize) {
-        self.0.prefetch(first, n);
-    }
-}
-
-/// Where evaluation rows come from. The post's model takes them made from
-/// the image bytes block by block on the threads that use them, as in
-/// training, so no `f32` copy of the evaluation set exists; a network takes
-/// a feature matrix.
-enum Evaluator<'d> {
-    /// One batch of the whole set, in order, made on demand.
-    Rows(Loader<'d>),
-    /// The features, computed once.
-    Matrix(EvalSet),
-}
-
-impl<'d> Evaluator<'d> {
-    /// The samples `indices` of `data` (all of them if `None`), for the
-    /// post's model (`post`) or a network.
-    fn new(
-        post: bool,
-        data: &'d Dataset,
-        pre: &Preprocess,
-        indices: Option<&[usize]>,
-    ) -> Result<Self> {
-        if !post {
-            return Ok(Evaluator::Matrix(match indices {
-                Some(indices) => EvalSet::new(data, pre, indices)?,
-                None => EvalSet::all(data, pre)?,
-            }));
-        }
-        let config = LoaderConfig {
-            batch_size: indices.map_or(data.len(), <[usize]>::len),
-            shuffle: false,
-            drop_last: false,
-            seed: 0,
-        };
-        Ok(Evaluator::Rows(match indices {
-            Some(indices) => Loader::with_indices(data, pre.clone(), config, indices)?,
-            None => Loader::new(data, pre.clone(), config)?,
-        }))
-    }
-
-    /// Number of samples.
-    fn len(&self) -> usize {
-        match self {
-            Evaluator::Rows(loader) => loader.len(),
-            Evaluator::Matrix(set) => set.labels.len(),
-        }
-    }
 }
 
 #[cfg(test)]

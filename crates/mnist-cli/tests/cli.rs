@@ -627,7 +627,7 @@ fn eval_rejects_every_kind_of_bad_model_file() {
         (
             "version",
             with("version", 9.into()),
-            "expected version 1 or 2, found 9",
+            "expected version 1, 2 or 3, found 9",
         ),
         ("shape", short.to_string(), "expected 785 weight rows"),
         ("non-finite", huge.to_string(), "is not a finite f32"),

@@ -39,6 +39,7 @@
 #![deny(missing_docs)]
 
 mod background;
+mod cnn;
 mod error;
 mod io;
 mod kernel;
@@ -56,6 +57,7 @@ mod tensors;
 
 pub use crate::{
     background::{with_background, Background},
+    cnn::{evaluate_cnn, Cnn, CnnTrainer, Conv, CNN_VERSION, PART},
     error::{Error, Result},
     io::{MODEL_FORMAT, MODEL_VERSION},
     linear::{Activation, Init, LinearModel},
@@ -69,7 +71,7 @@ pub use crate::{
     rows::RowSource,
     schedule::{post_schedule, Constant, CosineWarmRestarts, LrSchedule, Product, Warmup},
     sgd::{gradient, Sgd, StepScratch},
-    tensors::{tensor_name, BIAS_FEATURE, NORMALIZATION},
+    tensors::{conv_name, tensor_name, BIAS_FEATURE, NORMALIZATION},
 };
 
 /// Which kernel this CPU runs: `"avx512f+fma"`, `"avx2+fma"` or `"portable"`.

@@ -112,6 +112,16 @@ impl Dense {
         self.w.ncols()
     }
 
+    /// The weights and the biases, taken apart.
+    pub(crate) fn into_parts(self) -> (Array2<f32>, Array1<f32>) {
+        (self.w, self.b)
+    }
+
+    /// The weights and the biases, to update.
+    pub(crate) fn parts_mut(&mut self) -> (&mut Array2<f32>, &mut Array1<f32>) {
+        (&mut self.w, &mut self.b)
+    }
+
     /// `out = x W + b`.
     fn forward_into(&self, x: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>) {
         general_mat_mul(1.0, &x, &self.w, 0.0, &mut out);
@@ -364,6 +374,90 @@ impl Work {
     }
 }
 
+/// Checks the settings of SGD with momentum and weight decay.
+pub(crate) fn check_optimiser(momentum: f32, weight_decay: f32) -> Result<()> {
+    if !(0.0..1.0).contains(&momentum) {
+        return Err(Error::InvalidParameter {
+            name: "momentum",
+            value: momentum.to_string(),
+            reason: "must be in [0, 1)",
+        });
+    }
+    if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+        return Err(Error::InvalidParameter {
+            name: "weight decay",
+            value: weight_decay.to_string(),
+            reason: "must be finite and non-negative",
+        });
+    }
+    Ok(())
+}
+
+/// One update of SGD with momentum and weight decay on each layer's
+/// `(weights, biases)`: `v = momentum * v + g (+ weight_decay * W for the
+/// weights)`, then `W -= lr * v`. Whether every value is still finite.
+pub(crate) fn momentum_update(
+    params: Vec<(&mut Array2<f32>, &mut Array1<f32>)>,
+    grads: &[(Array2<f32>, Array1<f32>)],
+    velocity: &mut [(Array2<f32>, Array1<f32>)],
+    momentum: f32,
+    weight_decay: f32,
+    lr: f32,
+) -> bool {
+    let (mu, wd) = (momentum, weight_decay);
+    let mut finite = true;
+    for (((w, b), (gw, gb)), (vw, vb)) in params.into_iter().zip(grads).zip(velocity) {
+        Zip::from(&mut *w).and(vw).and(gw).for_each(|w, v, &g| {
+            *v = mu * *v + g + wd * *w;
+            *w -= lr * *v;
+        });
+        Zip::from(&mut *b).and(vb).and(gb).for_each(|b, v, &g| {
+            *v = mu * *v + g;
+            *b -= lr * *v;
+        });
+        finite &= w.sum().is_finite() && b.sum().is_finite();
+    }
+    finite
+}
+
+/// Checks velocities read back for a trainer whose own are `current`.
+pub(crate) fn check_velocity(
+    velocity: &[(Array2<f32>, Array1<f32>)],
+    current: &[(Array2<f32>, Array1<f32>)],
+) -> Result<()> {
+    if velocity.len() != current.len() {
+        return Err(Error::DimensionMismatch {
+            what: "velocity layers",
+            expected: current.len(),
+            found: velocity.len(),
+        });
+    }
+    for ((w, b), (ow, ob)) in velocity.iter().zip(current) {
+        if w.dim() != ow.dim() || b.len() != ob.len() {
+            return Err(Error::DimensionMismatch {
+                what: "velocity values of a layer",
+                expected: ow.len() + ob.len(),
+                found: w.len() + b.len(),
+            });
+        }
+        if let Some(((feature, class), &value)) = w.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::NonFiniteWeight {
+                feature,
+                class,
+                value,
+            });
+        }
+        if let Some(&value) = b.iter().find(|v| !v.is_finite()) {
+            return Err(Error::NonFiniteWeight {
+                feature: w.nrows(),
+                class: 0,
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// SGD with momentum and L2 weight decay for an [`Mlp`].
 ///
 /// Each step: gradient `g` of the mean loss over the batch, plus
@@ -386,20 +480,7 @@ impl MlpTrainer {
     /// [`Error::InvalidParameter`] when `momentum` is not in `[0, 1)` or
     /// `weight_decay` is negative or not finite.
     pub fn new(model: &Mlp, momentum: f32, weight_decay: f32) -> Result<Self> {
-        if !(0.0..1.0).contains(&momentum) {
-            return Err(Error::InvalidParameter {
-                name: "momentum",
-                value: momentum.to_string(),
-                reason: "must be in [0, 1)",
-            });
-        }
-        if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-            return Err(Error::InvalidParameter {
-                name: "weight decay",
-                value: weight_decay.to_string(),
-                reason: "must be finite and non-negative",
-            });
-        }
+        check_optimiser(momentum, weight_decay)?;
         let zeros = || {
             model
                 .layers
@@ -488,30 +569,14 @@ impl MlpTrainer {
             }
             _ => unreachable!("constructors allow one or two layers"),
         }
-        let (mu, wd) = (self.momentum, self.weight_decay);
-        let mut finite = true;
-        for ((layer, (gw, gb)), (vw, vb)) in model
-            .layers
-            .iter_mut()
-            .zip(&self.grads)
-            .zip(&mut self.velocity)
-        {
-            Zip::from(&mut layer.w)
-                .and(vw)
-                .and(gw)
-                .for_each(|w, v, &g| {
-                    *v = mu * *v + g + wd * *w;
-                    *w -= lr * *v;
-                });
-            Zip::from(&mut layer.b)
-                .and(vb)
-                .and(gb)
-                .for_each(|b, v, &g| {
-                    *v = mu * *v + g;
-                    *b -= lr * *v;
-                });
-            finite &= layer.w.sum().is_finite() && layer.b.sum().is_finite();
-        }
+        let finite = momentum_update(
+            model.layers.iter_mut().map(Dense::parts_mut).collect(),
+            &self.grads,
+            &mut self.velocity,
+            self.momentum,
+            self.weight_decay,
+            lr,
+        );
         if !finite {
             return Err(Error::Diverged {
                 loss,
@@ -534,37 +599,7 @@ impl MlpTrainer {
     /// [`Error::DimensionMismatch`] when the shapes are not this trainer's,
     /// [`Error::NonFiniteWeight`] for a NaN or infinite value.
     pub fn set_velocity(&mut self, velocity: Vec<(Array2<f32>, Array1<f32>)>) -> Result<()> {
-        if velocity.len() != self.velocity.len() {
-            return Err(Error::DimensionMismatch {
-                what: "velocity layers",
-                expected: self.velocity.len(),
-                found: velocity.len(),
-            });
-        }
-        for ((w, b), (ow, ob)) in velocity.iter().zip(&self.velocity) {
-            if w.dim() != ow.dim() || b.len() != ob.len() {
-                return Err(Error::DimensionMismatch {
-                    what: "velocity values of a layer",
-                    expected: ow.len() + ob.len(),
-                    found: w.len() + b.len(),
-                });
-            }
-            if let Some(((feature, class), &value)) = w.indexed_iter().find(|(_, v)| !v.is_finite())
-            {
-                return Err(Error::NonFiniteWeight {
-                    feature,
-                    class,
-                    value,
-                });
-            }
-            if let Some(&value) = b.iter().find(|v| !v.is_finite()) {
-                return Err(Error::NonFiniteWeight {
-                    feature: w.nrows(),
-                    class: 0,
-                    value,
-                });
-            }
-        }
+        check_velocity(&velocity, &self.velocity)?;
         self.velocity = velocity;
         Ok(())
     }
@@ -690,60 +725,66 @@ fn parse_network(text: &str) -> std::result::Result<Mlp, String> {
     let mut parsed = Vec::with_capacity(layers.len().min(2));
     for (i, layer) in layers.iter().enumerate() {
         let what = |m: String| format!("layer {i}: {m}");
-        let size = |name: &str| {
-            layer
-                .get(name)
-                .and_then(Value::as_u64)
-                .and_then(|n| usize::try_from(n).ok())
-                .filter(|&n| n > 0)
-                .ok_or_else(|| what(format!("expected \"{name}\" to be a positive integer")))
-        };
-        let (inputs, outputs) = (size("inputs")?, size("outputs")?);
-        let rows = layer
-            .get("weights")
-            .and_then(Value::as_array)
-            .ok_or_else(|| what("expected \"weights\" to be an array of rows".into()))?;
-        if rows.len() != inputs {
-            return Err(what(format!(
-                "expected {inputs} weight rows, found {}",
-                rows.len()
-            )));
-        }
-        // Filled as the values are read: memory is bounded by the file.
-        let mut values = Vec::new();
-        for (r, row) in rows.iter().enumerate() {
-            let row = row
-                .as_array()
-                .ok_or_else(|| what(format!("weight row {r} is not an array")))?;
-            if row.len() != outputs {
-                return Err(what(format!(
-                    "weight row {r}: expected {outputs} values, found {}",
-                    row.len()
-                )));
-            }
-            for v in row {
-                values.push(finite(v).map_err(|m| what(format!("weight row {r}: {m}")))?);
-            }
-        }
-        let biases = layer
-            .get("biases")
-            .and_then(Value::as_array)
-            .ok_or_else(|| what("expected \"biases\" to be an array".into()))?;
-        if biases.len() != outputs {
-            return Err(what(format!(
-                "expected {outputs} biases, found {}",
-                biases.len()
-            )));
-        }
-        let b = biases
-            .iter()
-            .map(|v| finite(v).map_err(|m| what(format!("biases: {m}"))))
-            .collect::<std::result::Result<Vec<f32>, String>>()?;
-        let w =
-            Array2::from_shape_vec((inputs, outputs), values).map_err(|e| what(e.to_string()))?;
-        parsed.push(Dense::new(w, Array1::from(b)).map_err(|e| what(e.to_string()))?);
+        let (w, b) = parse_layer(layer).map_err(what)?;
+        parsed.push(Dense::new(w, b).map_err(|e| what(e.to_string()))?);
     }
     Mlp::from_layers(parsed, head).map_err(|e| e.to_string())
+}
+
+/// The weights and biases of a layer's JSON object: `inputs`, `outputs`,
+/// `weights` (rows of `outputs` values) and `biases`, every value a finite
+/// f32.
+pub(crate) fn parse_layer(
+    layer: &Value,
+) -> std::result::Result<(Array2<f32>, Array1<f32>), String> {
+    let size = |name: &str| {
+        layer
+            .get(name)
+            .and_then(Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("expected \"{name}\" to be a positive integer"))
+    };
+    let (inputs, outputs) = (size("inputs")?, size("outputs")?);
+    let rows = layer
+        .get("weights")
+        .and_then(Value::as_array)
+        .ok_or("expected \"weights\" to be an array of rows")?;
+    if rows.len() != inputs {
+        return Err(format!(
+            "expected {inputs} weight rows, found {}",
+            rows.len()
+        ));
+    }
+    // Filled as the values are read: memory is bounded by the file.
+    let mut values = Vec::new();
+    for (r, row) in rows.iter().enumerate() {
+        let row = row
+            .as_array()
+            .ok_or_else(|| format!("weight row {r} is not an array"))?;
+        if row.len() != outputs {
+            return Err(format!(
+                "weight row {r}: expected {outputs} values, found {}",
+                row.len()
+            ));
+        }
+        for v in row {
+            values.push(finite(v).map_err(|m| format!("weight row {r}: {m}"))?);
+        }
+    }
+    let biases = layer
+        .get("biases")
+        .and_then(Value::as_array)
+        .ok_or("expected \"biases\" to be an array")?;
+    if biases.len() != outputs {
+        return Err(format!("expected {outputs} biases, found {}", biases.len()));
+    }
+    let b = biases
+        .iter()
+        .map(|v| finite(v).map_err(|m| format!("biases: {m}")))
+        .collect::<std::result::Result<Vec<f32>, String>>()?;
+    let w = Array2::from_shape_vec((inputs, outputs), values).map_err(|e| e.to_string())?;
+    Ok((w, Array1::from(b)))
 }
 
 fn finite(v: &Value) -> std::result::Result<f32, String> {

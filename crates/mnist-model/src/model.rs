@@ -5,6 +5,7 @@ use std::path::Path;
 use ndarray::{Array2, ArrayView2};
 use serde_json::Value;
 
+use crate::cnn::{evaluate_cnn, Cnn, CNN_VERSION};
 use crate::error::{Error, Result};
 use crate::io::write_atomically;
 use crate::linear::LinearModel;
@@ -24,6 +25,8 @@ pub enum Model {
     Linear(LinearModel),
     /// A network: softmax or sigmoid head, optional hidden layer (version 2).
     Network(Mlp),
+    /// A convolutional network with a softmax head (version 3).
+    Cnn(Cnn),
 }
 
 /// The `"metadata"` object of a model file's text, or an empty one.
@@ -121,8 +124,9 @@ impl Model {
         match doc.get("version").and_then(Value::as_u64) {
             Some(MODEL_VERSION) => LinearModel::from_json_str(text).map(Model::Linear),
             Some(NETWORK_VERSION) => Mlp::from_json_str(text).map(Model::Network),
+            Some(CNN_VERSION) => Cnn::from_json_str(text).map(Model::Cnn),
             _ => Err(json_error(format!(
-                "expected version {MODEL_VERSION} or {NETWORK_VERSION}, found {}",
+                "expected version {MODEL_VERSION}, {NETWORK_VERSION} or {CNN_VERSION}, found {}",
                 doc.get("version")
                     .map_or_else(|| "none".to_string(), Value::to_string)
             ))),
@@ -138,6 +142,7 @@ impl Model {
         match self {
             Model::Linear(m) => m.to_json_string(),
             Model::Network(m) => Ok(m.to_json_string()),
+            Model::Cnn(m) => Ok(m.to_json_string()),
         }
     }
 
@@ -218,6 +223,7 @@ impl Model {
         match self {
             Model::Linear(m) => m.features(),
             Model::Network(m) => m.features(),
+            Model::Cnn(m) => m.features(),
         }
     }
 
@@ -226,6 +232,7 @@ impl Model {
         match self {
             Model::Linear(m) => m.classes(),
             Model::Network(m) => m.classes(),
+            Model::Cnn(m) => m.classes(),
         }
     }
 
@@ -238,6 +245,7 @@ impl Model {
         match self {
             Model::Linear(m) => m.predict_proba(x),
             Model::Network(m) => m.predict_proba(x),
+            Model::Cnn(m) => m.predict_proba(x),
         }
     }
 
@@ -249,6 +257,7 @@ impl Model {
         match self {
             Model::Linear(m) => m.predict(x),
             Model::Network(m) => m.predict(x),
+            Model::Cnn(m) => m.predict(x),
         }
     }
 
@@ -258,6 +267,7 @@ impl Model {
         match self {
             Model::Linear(m) => m.activation().name(),
             Model::Network(m) => m.head().name(),
+            Model::Cnn(_) => "softmax",
         }
     }
 
@@ -269,6 +279,7 @@ impl Model {
         match self {
             Model::Linear(m) => evaluate(m, x, labels),
             Model::Network(m) => evaluate_mlp(m, x, labels),
+            Model::Cnn(m) => evaluate_cnn(m, x, labels),
         }
     }
 
@@ -291,6 +302,21 @@ impl Model {
                 ),
                 None => format!("network {} -> {}, {}", m.features(), m.classes(), m.head()),
             },
+            Model::Cnn(m) => {
+                let mut parts = vec![format!("{0} x {0}", m.side())];
+                for conv in m.convs() {
+                    parts.push(format!(
+                        "conv {0}x{0} {1} (ReLU, max-pool 2)",
+                        conv.kernel(),
+                        conv.channels()
+                    ));
+                }
+                for layer in &m.dense()[..m.dense().len() - 1] {
+                    parts.push(format!("{} (ReLU)", layer.weights().ncols()));
+                }
+                parts.push(format!("{}, softmax", m.classes()));
+                format!("cnn {}", parts.join(" -> "))
+            }
         }
     }
 }
@@ -318,7 +344,7 @@ mod tests {
         std::fs::write(&path, r#"{"format":"mnist-model","version":9}"#).unwrap();
         let err = Model::load(&path).unwrap_err().to_string();
         assert!(
-            err.contains("v9.json: expected version 1 or 2, found 9"),
+            err.contains("v9.json: expected version 1, 2 or 3, found 9"),
             "{err}"
         );
     }

@@ -8,6 +8,15 @@
 //! | `layers.0.bias` | `[outputs]`, F32 | its biases (networks only) |
 //! | `layers.1.weight`, `layers.1.bias` | as above | the output layer behind a hidden one |
 //!
+//! A convolutional network (`kind` `cnn`) has, before those dense layers,
+//! `convs.0.weight` of shape `[filters, input channels, kernel, kernel]`
+//! (the layout of ONNX and PyTorch) and `convs.0.bias` `[filters]`, then
+//! `convs.1.…`: each a convolution of stride 1 without padding, a ReLU and
+//! a 2 x 2 max-pooling (an odd side floored), on the image of `side` x
+//! `side` pixels (metadata `side`) without the bias feature. The first
+//! dense layer reads the last pooling's values in (row, column, channel)
+//! order.
+//!
 //! The input `x` is the preprocessed image: `x / 255 - 0.5` for each pixel
 //! (row by row), then a constant feature of 1. The post's linear model has
 //! no bias tensor: its bias is the weight row of that constant feature.
@@ -15,9 +24,9 @@
 //!
 //! The header's metadata (`__metadata__`, strings only) says how to use
 //! them: `format` (`mnist-model`), `version` (that of the JSON model file of
-//! the same model, 1 or 2), `kind` (`linear` or `network`), `output`
+//! the same model, 1, 2 or 3), `kind` (`linear`, `network` or `cnn`), `output`
 //! (`sigmoid` or `softmax`), `normalization` (`x/255-0.5`), `bias_feature`
-//! (`last`) and, when the model has any, `metadata`: the model's
+//! (`last`), `side` (a cnn's image side) and, when the model has any, `metadata`: the model's
 //! [`Metadata`] as JSON text.
 
 use std::collections::HashMap;
@@ -25,6 +34,7 @@ use std::collections::HashMap;
 use ndarray::{Array1, Array2};
 use safetensors::{Dtype, SafeTensors, View};
 
+use crate::cnn::{Cnn, Conv, CNN_VERSION};
 use crate::error::{Error, Result};
 use crate::linear::LinearModel;
 use crate::mlp::{Dense, Head, Mlp, NETWORK_VERSION};
@@ -41,6 +51,11 @@ pub const BIAS_FEATURE: &str = "last";
 /// The name of layer `i`'s tensor `what` (`weight` or `bias`).
 pub fn tensor_name(layer: usize, what: &str) -> String {
     format!("layers.{layer}.{what}")
+}
+
+/// The name of convolution `i`'s tensor `what` (`weight` or `bias`).
+pub fn conv_name(conv: usize, what: &str) -> String {
+    format!("convs.{conv}.{what}")
 }
 
 /// One F32 tensor to write.
@@ -117,6 +132,49 @@ impl Model {
                 info.insert("kind".to_string(), "network".to_string());
                 // `Dense` holds only finite values: checked when it was made.
                 for (i, layer) in m.layers().iter().enumerate() {
+                    let w = layer.weights();
+                    tensors.push((
+                        tensor_name(i, "weight"),
+                        F32Tensor::new(w.shape().to_vec(), w.iter()),
+                    ));
+                    let b = layer.biases();
+                    tensors.push((
+                        tensor_name(i, "bias"),
+                        F32Tensor::new(vec![b.len()], b.iter()),
+                    ));
+                }
+            }
+            Model::Cnn(m) => {
+                info.insert("version".to_string(), CNN_VERSION.to_string());
+                info.insert("kind".to_string(), "cnn".to_string());
+                info.insert("side".to_string(), m.side().to_string());
+                // `Conv` and `Dense` hold only finite values.
+                for (i, conv) in m.convs().iter().enumerate() {
+                    let (k, c_in, c_out) = (conv.kernel(), conv.inputs(), conv.channels());
+                    let w = conv.weights();
+                    // Ours: rows (ky, kx, input channel), columns filters;
+                    // written as [filters, input channels, ky, kx].
+                    let mut values = Vec::with_capacity(w.len());
+                    for co in 0..c_out {
+                        for ci in 0..c_in {
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    values.push(w[[(ky * k + kx) * c_in + ci, co]]);
+                                }
+                            }
+                        }
+                    }
+                    tensors.push((
+                        conv_name(i, "weight"),
+                        F32Tensor::new(vec![c_out, c_in, k, k], values.iter()),
+                    ));
+                    let b = conv.biases();
+                    tensors.push((
+                        conv_name(i, "bias"),
+                        F32Tensor::new(vec![b.len()], b.iter()),
+                    ));
+                }
+                for (i, layer) in m.dense().iter().enumerate() {
                     let w = layer.weights();
                     tensors.push((
                         tensor_name(i, "weight"),
@@ -222,9 +280,51 @@ impl Model {
                 }
                 Model::Network(Mlp::from_layers(layers, head)?)
             }
+            "cnn" => {
+                if output != "softmax" {
+                    return Err(bad(format!(
+                        "expected output \"softmax\" for a cnn, found \"{output}\""
+                    )));
+                }
+                let side: usize = get("side")?
+                    .parse()
+                    .map_err(|e| bad(format!("side: {e}")))?;
+                let mut convs = Vec::new();
+                while file
+                    .names()
+                    .contains(&conv_name(convs.len(), "weight").as_str())
+                {
+                    let i = convs.len();
+                    let (shape, values) = f32_tensor(&file, &conv_name(i, "weight"), 4)?;
+                    let (c_out, c_in, k, kx) = (shape[0], shape[1], shape[2], shape[3]);
+                    if k != kx {
+                        return Err(bad(format!(
+                            "tensor \"{}\": expected a square kernel, found {k} x {kx}",
+                            conv_name(i, "weight")
+                        )));
+                    }
+                    let w = Array2::from_shape_fn((k * k * c_in, c_out), |(r, co)| {
+                        let (ky, kx, ci) = (r / (k * c_in), r / c_in % k, r % c_in);
+                        values[((co * c_in + ci) * k + ky) * k + kx]
+                    });
+                    let (_, b) = f32_tensor(&file, &conv_name(i, "bias"), 1)?;
+                    convs.push(Conv::new(k, c_in, w, Array1::from(b))?);
+                }
+                let mut dense = Vec::new();
+                while file
+                    .names()
+                    .contains(&tensor_name(dense.len(), "weight").as_str())
+                {
+                    let i = dense.len();
+                    let w = matrix(i)?;
+                    let (_, b) = f32_tensor(&file, &tensor_name(i, "bias"), 1)?;
+                    dense.push(Dense::new(w, Array1::from(b))?);
+                }
+                Model::Cnn(Cnn::from_layers(side, convs, dense)?)
+            }
             other => {
                 return Err(bad(format!(
-                    "expected kind \"linear\" or \"network\", found \"{other}\""
+                    "expected kind \"linear\", \"network\" or \"cnn\", found \"{other}\""
                 )))
             }
         };
@@ -302,7 +402,47 @@ mod tests {
             Model::Linear(LinearModel::new(7, 3, Init::default(), &mut rng).unwrap()),
             Model::Network(Mlp::new(7, None, 3, Head::Softmax, false, &mut rng).unwrap()),
             Model::Network(Mlp::new(7, Some(4), 3, Head::Sigmoid, false, &mut rng).unwrap()),
+            Model::Cnn(Cnn::new(11, 3, &[2, 3], Some(4), 3, &mut rng).unwrap()),
         ]
+    }
+
+    #[test]
+    fn a_cnn_is_written_in_the_onnx_layout_and_read_back() {
+        let model = models().remove(3);
+        let Model::Cnn(cnn) = &model else {
+            unreachable!()
+        };
+        let bytes = model.to_safetensors(&Metadata::new()).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let mut names = file.names();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "convs.0.bias",
+                "convs.0.weight",
+                "convs.1.bias",
+                "convs.1.weight",
+                "layers.0.bias",
+                "layers.0.weight",
+                "layers.1.bias",
+                "layers.1.weight"
+            ]
+        );
+        // convs.1: 3 filters over 2 channels, 3 x 3.
+        let view = file.tensor("convs.1.weight").unwrap();
+        assert_eq!(view.shape(), [3, 2, 3, 3]);
+        // Filter 2, input channel 1, row 0, column 2: our row (0 * 3 + 2) * 2 + 1.
+        let at = ((2 * 2 + 1) * 3 + 0) * 3 + 2;
+        let value = f32::from_le_bytes(view.data()[4 * at..4 * at + 4].try_into().unwrap());
+        assert_eq!(value.to_bits(), cnn.convs()[1].weights()[[5, 2]].to_bits());
+        let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+        let info = header.metadata().clone().unwrap();
+        assert_eq!(
+            (info["kind"].as_str(), info["side"].as_str()),
+            ("cnn", "11")
+        );
+        assert_eq!(Model::from_safetensors(&bytes).unwrap().0, model);
     }
 
     #[test]
@@ -432,7 +572,7 @@ mod tests {
         );
         assert_eq!(
             reason(&with("kind", "tree")),
-            "expected kind \"linear\" or \"network\", found \"tree\""
+            "expected kind \"linear\", \"network\" or \"cnn\", found \"tree\""
         );
         assert_eq!(
             reason(&with("output", "tanh")),

@@ -167,6 +167,22 @@ fn layers(model: &Model) -> (Vec<Layer>, Head) {
             vec![split_bias_row(m.weights().view(), None)],
             Head::Sigmoid,
         ),
+        Model::Cnn(m) => {
+            let layers = m
+                .dense()
+                .iter()
+                .map(|l| {
+                    let (inputs, outputs) = l.weights().dim();
+                    Layer {
+                        inputs,
+                        outputs,
+                        weights: l.weights().iter().copied().collect(),
+                        biases: l.biases().to_vec(),
+                    }
+                })
+                .collect();
+            (layers, Head::Softmax)
+        }
         Model::Network(m) => {
             let layers = m
                 .layers()
@@ -192,6 +208,66 @@ fn layers(model: &Model) -> (Vec<Layer>, Head) {
     }
 }
 
+fn ints(name: &str, values: &[i64]) -> onnx_protobuf::AttributeProto {
+    let mut a = onnx_protobuf::AttributeProto::new();
+    a.name = name.to_string();
+    a.type_ = onnx_protobuf::attribute_proto::AttributeType::INTS.into();
+    a.ints = values.to_vec();
+    a
+}
+
+/// The convolutions of `cnn` (Conv, Relu, 2 x 2 MaxPool each) on `input`
+/// (`[N, 1, side, side]`), ending in `nhwc`: the last pooling's values in
+/// the (row, column, channel) order of the first dense layer's inputs.
+/// Returns their number per image.
+fn convolutions(graph: &mut GraphProto, cnn: &mnist_model::Cnn, input: &str) -> Result<usize> {
+    let mut current = input.to_string();
+    let (mut side, mut channels) = (cnn.side(), 1);
+    for (i, conv) in cnn.convs().iter().enumerate() {
+        let (k, c_in, c_out) = (conv.kernel(), conv.inputs(), conv.channels());
+        let w = conv.weights();
+        // Ours: rows (ky, kx, input channel), columns filters; ONNX:
+        // [filters, input channels, ky, kx].
+        let mut values = Vec::with_capacity(w.len());
+        for co in 0..c_out {
+            for ci in 0..c_in {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        values.push(w[[(ky * k + kx) * c_in + ci, co]]);
+                    }
+                }
+            }
+        }
+        let (wn, bn) = (format!("convs.{i}.weight"), format!("convs.{i}.bias"));
+        graph
+            .initializer
+            .push(float_tensor(&wn, &[c_out, c_in, k, k], values)?);
+        graph
+            .initializer
+            .push(float_tensor(&bn, &[c_out], conv.biases().to_vec())?);
+        let (z, relu, pool) = (
+            format!("convs.{i}.conv"),
+            format!("convs.{i}.relu"),
+            format!("convs.{i}.pool"),
+        );
+        let mut c = node("Conv", &[&current, &wn, &bn], &z);
+        c.attribute.push(ints("kernel_shape", &[dim(k)?, dim(k)?]));
+        graph.node.push(c);
+        graph.node.push(node("Relu", &[&z], &relu));
+        let mut p = node("MaxPool", &[&relu], &pool);
+        p.attribute.push(ints("kernel_shape", &[2, 2]));
+        p.attribute.push(ints("strides", &[2, 2]));
+        graph.node.push(p);
+        current = pool;
+        side = (side - k + 1) / 2;
+        channels = c_out;
+    }
+    let mut t = node("Transpose", &[&current], "nhwc");
+    t.attribute.push(ints("perm", &[0, 2, 3, 1]));
+    graph.node.push(t);
+    Ok(side * side * channels)
+}
+
 /// The ONNX model of `model`, as the bytes of a `.onnx` file. The entries
 /// of `metadata` go into the file's metadata properties as JSON text, with
 /// `kind` (`linear` or `network`), `output` (`sigmoid` or `softmax`) and
@@ -212,27 +288,34 @@ pub fn to_onnx(model: &Model, metadata: &Metadata) -> Result<Vec<u8>> {
 
     let mut graph = GraphProto::new();
     graph.name = "mnist".to_string();
-    graph.initializer.push({
-        let mut shape = TensorProto::new();
-        shape.name = "flat_shape".to_string();
-        shape.data_type = DataType::INT64 as i32;
-        shape.dims = vec![2];
-        shape.int64_data = vec![-1, dim(pixels)?];
-        shape
-    });
     graph
         .initializer
         .push(float_tensor("scale", &[], vec![255.0])?);
     graph
         .initializer
         .push(float_tensor("centre", &[], vec![0.5])?);
+    graph.node.push(node("Div", &[INPUT, "scale"], "scaled"));
+    graph.node.push(node("Sub", &["scaled", "centre"], "image"));
+    // The dense layers' input, one row an image.
+    let flat_len = match model {
+        Model::Cnn(cnn) => convolutions(&mut graph, cnn, "image")?,
+        _ => pixels,
+    };
+    let source = match model {
+        Model::Cnn(_) => "nhwc",
+        _ => "image",
+    };
+    graph.initializer.push({
+        let mut shape = TensorProto::new();
+        shape.name = "flat_shape".to_string();
+        shape.data_type = DataType::INT64 as i32;
+        shape.dims = vec![2];
+        shape.int64_data = vec![-1, dim(flat_len)?];
+        shape
+    });
     graph
         .node
-        .push(node("Reshape", &[INPUT, "flat_shape"], "flat"));
-    graph.node.push(node("Div", &["flat", "scale"], "scaled"));
-    graph
-        .node
-        .push(node("Sub", &["scaled", "centre"], "features"));
+        .push(node("Reshape", &[source, "flat_shape"], "features"));
     let mut current = "features".to_string();
     let last = layers.len() - 1;
     for (i, layer) in layers.into_iter().enumerate() {
@@ -294,6 +377,7 @@ pub fn to_onnx(model: &Model, metadata: &Metadata) -> Result<Vec<u8>> {
     let kind = match model {
         Model::Linear(_) => "linear",
         Model::Network(_) => "network",
+        Model::Cnn(_) => "cnn",
     };
     onnx.metadata_props.push(entry("kind", kind.to_string()));
     onnx.metadata_props
@@ -334,7 +418,7 @@ mod tests {
         assert_eq!((m.ir_version, m.opset_import[0].version), (7, 13));
         assert_eq!(
             ops(&m),
-            ["Reshape", "Div", "Sub", "MatMul", "Add", "Sigmoid"]
+            ["Div", "Sub", "Reshape", "MatMul", "Add", "Sigmoid"]
         );
         let init = |name: &str| m.graph.initializer.iter().find(|t| t.name == name).unwrap();
         assert_eq!(init("flat_shape").int64_data, [-1, 4]);
@@ -377,7 +461,7 @@ mod tests {
         let m = decode(&model);
         assert_eq!(
             ops(&m),
-            ["Reshape", "Div", "Sub", "MatMul", "Add", "Relu", "MatMul", "Add", "Softmax"]
+            ["Div", "Sub", "Reshape", "MatMul", "Add", "Relu", "MatMul", "Add", "Softmax"]
         );
         let init = |name: &str| m.graph.initializer.iter().find(|t| t.name == name).unwrap();
         // The bias-feature row (1.0) plus the layer's own biases.
@@ -394,8 +478,53 @@ mod tests {
         let sigmoid = Model::Network(Mlp::new(5, None, 3, Head::Sigmoid, true, &mut rng).unwrap());
         assert_eq!(
             ops(&decode(&sigmoid)),
-            ["Reshape", "Div", "Sub", "MatMul", "Add", "Sigmoid"]
+            ["Div", "Sub", "Reshape", "MatMul", "Add", "Sigmoid"]
         );
+    }
+
+    #[test]
+    fn a_cnn_convolves_pools_and_reorders_before_its_dense_layers() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let cnn = mnist_model::Cnn::new(12, 3, &[2, 3], Some(4), 10, &mut rng).unwrap();
+        let m = decode(&Model::Cnn(cnn.clone()));
+        assert_eq!(
+            ops(&m),
+            [
+                "Div",
+                "Sub",
+                "Conv",
+                "Relu",
+                "MaxPool",
+                "Conv",
+                "Relu",
+                "MaxPool",
+                "Transpose",
+                "Reshape",
+                "MatMul",
+                "Add",
+                "Relu",
+                "MatMul",
+                "Add",
+                "Softmax"
+            ]
+        );
+        let init = |name: &str| m.graph.initializer.iter().find(|t| t.name == name).unwrap();
+        // 12 -> conv 3 -> 10 -> pool -> 5 -> conv 3 -> 3 -> pool -> 1: 1 x 1 x 3.
+        assert_eq!(init("flat_shape").int64_data, [-1, 3]);
+        assert_eq!(init("convs.1.weight").dims, [3, 2, 3, 3]);
+        // Filter 2, input channel 1, row 0, column 2: our row (0 * 3 + 2) * 2 + 1.
+        let at = ((2 * 2 + 1) * 3) * 3 + 2;
+        assert_eq!(
+            init("convs.1.weight").float_data[at].to_bits(),
+            cnn.convs()[1].weights()[[5, 2]].to_bits()
+        );
+        let transpose = m
+            .graph
+            .node
+            .iter()
+            .find(|n| n.op_type == "Transpose")
+            .unwrap();
+        assert_eq!(transpose.attribute[0].ints, [0, 2, 3, 1]);
     }
 
     #[test]

@@ -1,0 +1,1174 @@
+//! A small convolutional network: square convolutions with ReLU and 2 x 2
+//! max-pooling, then dense layers with ReLU, and a softmax head.
+//!
+//! Activations are kept image by image in height-width-channel order, one
+//! row a pixel, so a convolution is one matrix product of the unrolled
+//! patches (im2col) with the weights, as a dense layer is. A training step
+//! splits its batch into parts of [`PART`] images, computes each part's
+//! gradient on whichever thread is free, and adds the parts up in their
+//! order: the result is the same, bit for bit, for any number of threads.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, Array1, Array2, ArrayView2, ArrayViewMut2, Axis, Zip};
+use rand::Rng;
+use rand_distr::StandardNormal;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::metrics::{ConfusionMatrix, Evaluation};
+use crate::mlp::Dense;
+
+/// The model-file version of convolutional networks.
+pub const CNN_VERSION: u64 = 3;
+
+/// Images in one part of a step: the unit of work handed to a thread, and
+/// of the fixed order in which gradients are added up.
+pub const PART: usize = 16;
+
+/// One convolution: `channels` filters of `kernel x kernel` over the input's
+/// channels, stride 1, no padding; weights `(kernel * kernel * inputs,
+/// channels)` with rows in (row, column, input channel) order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conv {
+    kernel: usize,
+    inputs: usize,
+    w: Array2<f32>,
+    b: Array1<f32>,
+}
+
+impl Conv {
+    /// A convolution from its weights and biases.
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`] when the weights' rows are not
+    /// `kernel * kernel * inputs` or the biases not one per filter,
+    /// [`Error::ZeroSize`] for an empty dimension,
+    /// [`Error::NonFiniteWeight`] for a NaN or infinite value.
+    pub fn new(kernel: usize, inputs: usize, w: Array2<f32>, b: Array1<f32>) -> Result<Self> {
+        if kernel == 0 || inputs == 0 || w.ncols() == 0 {
+            return Err(Error::ZeroSize {
+                what: "kernel, input channels and filters",
+            });
+        }
+        if w.nrows() != kernel * kernel * inputs {
+            return Err(Error::DimensionMismatch {
+                what: "convolution weight rows (kernel x kernel x input channels)",
+                expected: kernel * kernel * inputs,
+                found: w.nrows(),
+            });
+        }
+        // The same checks as a dense layer's.
+        let dense = Dense::new(w, b)?;
+        let (w, b) = dense.into_parts();
+        Ok(Self {
+            kernel,
+            inputs,
+            w,
+            b,
+        })
+    }
+
+    /// The side of the square kernel.
+    pub fn kernel(&self) -> usize {
+        self.kernel
+    }
+
+    /// Input channels.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// Filters, the output channels.
+    pub fn channels(&self) -> usize {
+        self.w.ncols()
+    }
+
+    /// The weights, `(kernel * kernel * inputs, channels)`.
+    pub fn weights(&self) -> ArrayView2<'_, f32> {
+        self.w.view()
+    }
+
+    /// The biases, one per filter.
+    pub fn biases(&self) -> &Array1<f32> {
+        &self.b
+    }
+}
+
+/// A convolutional network over square one-channel images of `side`
+/// pixels: convolutions (each with ReLU and 2 x 2 max-pooling), then dense
+/// layers (ReLU between them), then a softmax. It takes the rows the
+/// post's preprocessing makes (`side * side` pixels and a bias feature,
+/// which it does not use).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cnn {
+    side: usize,
+    convs: Vec<Conv>,
+    dense: Vec<Dense>,
+}
+
+impl Cnn {
+    /// A network for images of `side` pixels: a convolution of
+    /// `kernel x kernel` for each entry of `channels`, then a dense layer of
+    /// `hidden` units if given, then `classes` outputs. Weights are drawn
+    /// He-normal (`N(0, 2 / fan_in)`, `1 / fan_in` for the last layer),
+    /// biases start at 0.
+    ///
+    /// # Errors
+    /// [`Error::ZeroSize`] for a size of 0 or an image that the
+    /// convolutions and poolings shrink to nothing.
+    pub fn new<R: Rng + ?Sized>(
+        side: usize,
+        kernel: usize,
+        channels: &[usize],
+        hidden: Option<usize>,
+        classes: usize,
+        rng: &mut R,
+    ) -> Result<Self> {
+        let mut normal = |rows: usize, cols: usize, var: f32| {
+            let std = var.sqrt();
+            Array2::from_shape_simple_fn((rows, cols), || {
+                let z: f32 = rng.sample(StandardNormal);
+                z * std
+            })
+        };
+        let mut convs = Vec::with_capacity(channels.len());
+        let (mut s, mut c) = (side, 1);
+        for &out in channels {
+            if s < kernel + 1 || out == 0 {
+                return Err(Error::ZeroSize {
+                    what: "image side after the convolutions and poolings",
+                });
+            }
+            let fan_in = kernel * kernel * c;
+            let w = normal(fan_in, out, 2.0 / fan_in as f32);
+            convs.push(Conv::new(kernel, c, w, Array1::zeros(out))?);
+            s = pooled_side(s, kernel);
+            c = out;
+        }
+        let flat = s * s * c;
+        let mut dense = Vec::new();
+        let mut inputs = flat;
+        if let Some(h) = hidden {
+            dense.push(Dense::new(
+                normal(inputs, h, 2.0 / inputs as f32),
+                Array1::zeros(h),
+            )?);
+            inputs = h;
+        }
+        dense.push(Dense::new(
+            normal(inputs, classes, 1.0 / inputs as f32),
+            Array1::zeros(classes),
+        )?);
+        Self::from_layers(side, convs, dense)
+    }
+
+    /// A network from its layers.
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`] when one layer's outputs are not the
+    /// next one's inputs, [`Error::ZeroSize`] when the image shrinks to
+    /// nothing or there is no dense layer.
+    pub fn from_layers(side: usize, convs: Vec<Conv>, dense: Vec<Dense>) -> Result<Self> {
+        let (mut s, mut c) = (side, 1);
+        for conv in &convs {
+            if conv.inputs != c {
+                return Err(Error::DimensionMismatch {
+                    what: "convolution input channels (the previous layer's filters)",
+                    expected: c,
+                    found: conv.inputs,
+                });
+            }
+            if s < conv.kernel + 1 {
+                return Err(Error::ZeroSize {
+                    what: "image side after the convolutions and poolings",
+                });
+            }
+            s = pooled_side(s, conv.kernel);
+            c = conv.channels();
+        }
+        let Some(first) = dense.first() else {
+            return Err(Error::ZeroSize {
+                what: "dense layers",
+            });
+        };
+        if first.weights().nrows() != s * s * c {
+            return Err(Error::DimensionMismatch {
+                what: "first dense layer inputs (the last pooling's values)",
+                expected: s * s * c,
+                found: first.weights().nrows(),
+            });
+        }
+        for pair in dense.windows(2) {
+            if pair[0].weights().ncols() != pair[1].weights().nrows() {
+                return Err(Error::DimensionMismatch {
+                    what: "dense layer inputs (the previous layer's outputs)",
+                    expected: pair[0].weights().ncols(),
+                    found: pair[1].weights().nrows(),
+                });
+            }
+        }
+        Ok(Self { side, convs, dense })
+    }
+
+    /// The convolutions, first to last.
+    pub fn convs(&self) -> &[Conv] {
+        &self.convs
+    }
+
+    /// The dense layers, first to last.
+    pub fn dense(&self) -> &[Dense] {
+        &self.dense
+    }
+
+    /// The side of the images.
+    pub fn side(&self) -> usize {
+        self.side
+    }
+
+    /// Inputs per row: the pixels and the preprocessing's bias feature.
+    pub fn features(&self) -> usize {
+        self.side * self.side + 1
+    }
+
+    /// Outputs per row.
+    pub fn classes(&self) -> usize {
+        self.dense.last().map_or(0, |d| d.weights().ncols())
+    }
+
+    /// Weights and biases of every layer, convolutions first, as matrices
+    /// and vectors (the shape of optimiser state and checkpoints).
+    pub fn parameters(&self) -> Vec<(ArrayView2<'_, f32>, &Array1<f32>)> {
+        self.convs
+            .iter()
+            .map(|c| (c.w.view(), &c.b))
+            .chain(self.dense.iter().map(|d| (d.weights(), d.biases())))
+            .collect()
+    }
+
+    fn parameters_mut(&mut self) -> Vec<(&mut Array2<f32>, &mut Array1<f32>)> {
+        self.convs
+            .iter_mut()
+            .map(|c| (&mut c.w, &mut c.b))
+            .chain(self.dense.iter_mut().map(Dense::parts_mut))
+            .collect()
+    }
+
+    fn check_input(&self, x: &ArrayView2<'_, f32>) -> Result<()> {
+        if x.ncols() != self.features() {
+            return Err(Error::DimensionMismatch {
+                what: "input features",
+                expected: self.features(),
+                found: x.ncols(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Softmax probabilities for the rows of `x`, on all cores.
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`] when `x` does not have the network's
+    /// features.
+    pub fn predict_proba(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        self.check_input(&x)?;
+        let mut out = Array2::zeros((x.nrows(), self.classes()));
+        self.each_chunk(x, |start, works| {
+            for (i, work) in works.iter().enumerate() {
+                let first = start + i * PART;
+                out.slice_mut(s![first..first + work.p.nrows(), ..])
+                    .assign(&work.p);
+            }
+        });
+        Ok(out)
+    }
+
+    /// The most probable class of each row (ties: the lowest index).
+    ///
+    /// # Errors
+    /// As [`predict_proba`](Self::predict_proba).
+    pub fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Vec<usize>> {
+        Ok(argmax_rows(self.predict_proba(x)?.view()))
+    }
+
+    /// Runs the forward pass over `x` in chunks of parts on all cores, and
+    /// hands each chunk's first row and parts to `f`, in order.
+    fn each_chunk(&self, x: ArrayView2<'_, f32>, mut f: impl FnMut(usize, &[PartWork])) {
+        const CHUNK: usize = PART * 32;
+        let threads = default_threads();
+        let mut works: Vec<PartWork> = Vec::new();
+        for start in (0..x.nrows()).step_by(CHUNK) {
+            let xs = x.slice(s![start..(start + CHUNK).min(x.nrows()), ..]);
+            let parts = xs.nrows().div_ceil(PART);
+            works.resize_with(works.len().max(parts), PartWork::default);
+            run_parts(&mut works[..parts], threads, |i, work| {
+                self.forward(xs.slice(s![part_rows(i, xs.nrows()), ..]), work);
+            });
+            f(start, &works[..parts]);
+        }
+    }
+
+    /// The forward pass over a part's rows, keeping what the backward pass
+    /// needs in `work`; the probabilities end in `work.p`.
+    fn forward(&self, x: ArrayView2<'_, f32>, work: &mut PartWork) {
+        let n = x.nrows();
+        work.convs.resize_with(self.convs.len(), ConvWork::default);
+        work.hidden
+            .resize_with(self.dense.len() - 1, || Array2::zeros((0, 0)));
+        // The image as one row a pixel, one channel.
+        let pixels = self.side * self.side;
+        let mut input = x.slice(s![.., ..pixels]).to_owned();
+        let mut input = reshape(&mut input, n * pixels, 1);
+        let mut side = self.side;
+        for (conv, cw) in self.convs.iter().zip(&mut work.convs) {
+            let out = side - conv.kernel + 1;
+            im2col(input.view(), n, side, conv, &mut cw.cols);
+            cw.z = Array2::zeros((n * out * out, conv.channels()));
+            general_mat_mul(1.0, &cw.cols, &conv.w, 0.0, &mut cw.z);
+            add_bias_relu(cw.z.view_mut(), &conv.b);
+            let pooled = out / 2;
+            max_pool(cw.z.view(), n, out, &mut cw.pooled, &mut cw.arg);
+            input = cw.pooled.clone();
+            side = pooled;
+        }
+        let flat_len = side * side * input.ncols();
+        work.flat = reshape(&mut input, n, flat_len);
+        let mut a = work.flat.view().to_owned();
+        for (l, layer) in self.dense.iter().enumerate() {
+            let mut z = Array2::zeros((n, layer.weights().ncols()));
+            general_mat_mul(1.0, &a, &layer.weights(), 0.0, &mut z);
+            if l + 1 < self.dense.len() {
+                add_bias_relu(z.view_mut(), layer.biases());
+                work.hidden[l] = z.clone();
+                a = z;
+            } else {
+                z += layer.biases();
+                softmax_rows(z.view_mut());
+                work.p = z;
+            }
+        }
+    }
+
+    /// The gradient of the part's summed loss times `scale` (one over the
+    /// whole batch's rows), into `work.grads` (convolutions first), and the
+    /// part's summed loss into `work.loss`.
+    fn backward(
+        &self,
+        x: ArrayView2<'_, f32>,
+        y: ArrayView2<'_, f32>,
+        scale: f32,
+        work: &mut PartWork,
+    ) {
+        let n = x.nrows();
+        let mut loss = 0.0f64;
+        Zip::from(&work.p).and(&y).for_each(|&p, &y| {
+            if y != 0.0 {
+                loss -= f64::from(y) * f64::from(p).max(f64::from(f32::MIN_POSITIVE)).ln();
+            }
+        });
+        work.loss = loss;
+        let layers = self.convs.len() + self.dense.len();
+        work.grads.resize_with(layers, Default::default);
+        // At the logits: (p - y) / batch.
+        let mut dz = Array2::zeros(work.p.raw_dim());
+        Zip::from(&mut dz)
+            .and(&work.p)
+            .and(&y)
+            .for_each(|d, &p, &y| *d = (p - y) * scale);
+        for l in (0..self.dense.len()).rev() {
+            let layer = &self.dense[l];
+            let input = if l == 0 {
+                work.flat.view()
+            } else {
+                work.hidden[l - 1].view()
+            };
+            let (gw, gb) = &mut work.grads[self.convs.len() + l];
+            *gw = Array2::zeros(layer.weights().raw_dim());
+            general_mat_mul(1.0, &input.t(), &dz, 0.0, gw);
+            *gb = dz.sum_axis(Axis(0));
+            let mut da = Array2::zeros((n, layer.weights().nrows()));
+            general_mat_mul(1.0, &dz, &layer.weights().t(), 0.0, &mut da);
+            if l > 0 {
+                Zip::from(&mut da).and(&input).for_each(|d, &a| {
+                    if a <= 0.0 {
+                        *d = 0.0;
+                    }
+                });
+            }
+            dz = da;
+        }
+        // `dz` is now the gradient at the last pooling's values.
+        let mut dpooled = dz;
+        let mut side_in: Vec<usize> = Vec::with_capacity(self.convs.len());
+        let mut side = self.side;
+        for conv in &self.convs {
+            side_in.push(side);
+            side = pooled_side(side, conv.kernel);
+        }
+        for (l, conv) in self.convs.iter().enumerate().rev() {
+            let cw = &work.convs[l];
+            let channels = conv.channels();
+            let pooled_rows = cw.pooled.nrows();
+            let dp = reshape(&mut dpooled, pooled_rows, channels);
+            // Each pooled value came from one pixel; ReLU passes what was
+            // positive.
+            let mut dzc = Array2::<f32>::zeros(cw.z.raw_dim());
+            if let (Some(flat_dz), Some(flat_dp), Some(z)) =
+                (dzc.as_slice_mut(), dp.as_slice(), cw.z.as_slice())
+            {
+                for (&at, &g) in cw.arg.iter().zip(flat_dp) {
+                    let at = at as usize;
+                    if z[at] > 0.0 {
+                        flat_dz[at] = g;
+                    }
+                }
+            }
+            let (gw, gb) = &mut work.grads[l];
+            *gw = Array2::zeros(conv.w.raw_dim());
+            general_mat_mul(1.0, &cw.cols.t(), &dzc, 0.0, gw);
+            *gb = dzc.sum_axis(Axis(0));
+            if l > 0 {
+                let mut dcols = Array2::zeros(cw.cols.raw_dim());
+                general_mat_mul(1.0, &dzc, &conv.w.t(), 0.0, &mut dcols);
+                dpooled = col2im(dcols.view(), n, side_in[l], conv);
+            }
+        }
+    }
+}
+
+/// What one part of a batch keeps between the passes.
+#[derive(Debug, Default)]
+struct PartWork {
+    convs: Vec<ConvWork>,
+    flat: Array2<f32>,
+    hidden: Vec<Array2<f32>>,
+    p: Array2<f32>,
+    grads: Vec<(Array2<f32>, Array1<f32>)>,
+    loss: f64,
+}
+
+/// One convolution's values for a part.
+#[derive(Debug, Default)]
+struct ConvWork {
+    /// The unrolled patches, one row an output pixel.
+    cols: Array2<f32>,
+    /// The output after ReLU, one row a pixel.
+    z: Array2<f32>,
+    /// After pooling.
+    pooled: Array2<f32>,
+    /// For each pooled value, the index in `z` it came from.
+    arg: Vec<u32>,
+}
+
+/// `a` (in standard layout) seen with another shape of the same size.
+fn reshape(a: &mut Array2<f32>, rows: usize, cols: usize) -> Array2<f32> {
+    let owned = std::mem::take(a);
+    let len = owned.len();
+    let flat: Vec<f32> = if owned.is_standard_layout() {
+        owned.into_raw_vec_and_offset().0
+    } else {
+        owned.iter().copied().collect()
+    };
+    debug_assert_eq!(len, rows * cols);
+    Array2::from_shape_vec((rows, cols), flat).unwrap_or_else(|_| Array2::zeros((rows, cols)))
+}
+
+/// Unrolls the `kernel x kernel` patches of `n` images of `side` pixels
+/// (one row a pixel, one column a channel) into `cols`: one row an output
+/// pixel, columns in (row, column, channel) order.
+fn im2col(input: ArrayView2<'_, f32>, n: usize, side: usize, conv: &Conv, cols: &mut Array2<f32>) {
+    let (k, c) = (conv.kernel, conv.inputs);
+    let out = side - k + 1;
+    let width = k * k * c;
+    if cols.dim() != (n * out * out, width) {
+        *cols = Array2::zeros((n * out * out, width));
+    }
+    let (Some(src), Some(dst)) = (input.as_slice(), cols.as_slice_mut()) else {
+        return;
+    };
+    for img in 0..n {
+        for oy in 0..out {
+            for ox in 0..out {
+                let row = ((img * out + oy) * out + ox) * width;
+                for ky in 0..k {
+                    let from = ((img * side + oy + ky) * side + ox) * c;
+                    let to = row + ky * k * c;
+                    dst[to..to + k * c].copy_from_slice(&src[from..from + k * c]);
+                }
+            }
+        }
+    }
+}
+
+/// The gradient at a convolution's input from the gradient at its unrolled
+/// patches: each patch value added back to the pixel it came from, in a
+/// fixed order.
+fn col2im(dcols: ArrayView2<'_, f32>, n: usize, side: usize, conv: &Conv) -> Array2<f32> {
+    let (k, c) = (conv.kernel, conv.inputs);
+    let out = side - k + 1;
+    let width = k * k * c;
+    let mut input = Array2::<f32>::zeros((n * side * side, c));
+    let (Some(src), Some(dst)) = (dcols.as_slice(), input.as_slice_mut()) else {
+        return input;
+    };
+    for img in 0..n {
+        for oy in 0..out {
+            for ox in 0..out {
+                let row = ((img * out + oy) * out + ox) * width;
+                for ky in 0..k {
+                    let to = ((img * side + oy + ky) * side + ox) * c;
+                    let from = row + ky * k * c;
+                    for (d, &g) in dst[to..to + k * c].iter_mut().zip(&src[from..from + k * c]) {
+                        *d += g;
+                    }
+                }
+            }
+        }
+    }
+    input
+}
+
+fn add_bias_relu(mut z: ArrayViewMut2<'_, f32>, b: &Array1<f32>) {
+    for mut row in z.rows_mut() {
+        Zip::from(&mut row)
+            .and(b)
+            .for_each(|v, &b| *v = (*v + b).max(0.0));
+    }
+}
+
+/// 2 x 2 max-pooling of `n` images of `side` pixels (one row a pixel):
+/// floors an odd side, as PyTorch does; keeps where each maximum was (the
+/// first of equals).
+fn max_pool(
+    z: ArrayView2<'_, f32>,
+    n: usize,
+    side: usize,
+    pooled: &mut Array2<f32>,
+    arg: &mut Vec<u32>,
+) {
+    let c = z.ncols();
+    let half = side / 2;
+    *pooled = Array2::zeros((n * half * half, c));
+    arg.clear();
+    arg.resize(n * half * half * c, 0);
+    let (Some(src), Some(dst)) = (z.as_slice(), pooled.as_slice_mut()) else {
+        return;
+    };
+    for img in 0..n {
+        for py in 0..half {
+            for px in 0..half {
+                let out = ((img * half + py) * half + px) * c;
+                for ch in 0..c {
+                    let mut best = f32::NEG_INFINITY;
+                    let mut at = 0;
+                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        let i = ((img * side + 2 * py + dy) * side + 2 * px + dx) * c + ch;
+                        if src[i] > best {
+                            best = src[i];
+                            at = i;
+                        }
+                    }
+                    dst[out + ch] = best;
+                    arg[out + ch] = at as u32;
+                }
+            }
+        }
+    }
+}
+
+fn softmax_rows(mut z: ArrayViewMut2<'_, f32>) {
+    for mut row in z.rows_mut() {
+        let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        row.mapv_inplace(|v| (v - max).exp());
+        let sum = row.sum();
+        row.mapv_inplace(|v| v / sum);
+    }
+}
+
+fn argmax_rows(p: ArrayView2<'_, f32>) -> Vec<usize> {
+    p.rows()
+        .into_iter()
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 {
+                        (i, v)
+                    } else {
+                        best
+                    }
+                })
+                .0
+        })
+        .collect()
+}
+
+/// The threads a step uses by default: every core.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Runs `f(i, &mut works[i])` for every part on up to `threads` threads,
+/// each taking a run of consecutive parts. Which thread does a part never
+/// changes its result.
+fn run_parts(works: &mut [PartWork], threads: usize, f: impl Fn(usize, &mut PartWork) + Sync) {
+    let threads = threads.clamp(1, works.len().max(1));
+    if threads == 1 {
+        for (i, work) in works.iter_mut().enumerate() {
+            f(i, work);
+        }
+        return;
+    }
+    let per = works.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let f = &f;
+        let mut chunks = works.chunks_mut(per).enumerate();
+        let first = chunks.next();
+        for (t, chunk) in chunks {
+            scope.spawn(move || {
+                for (j, work) in chunk.iter_mut().enumerate() {
+                    f(t * per + j, work);
+                }
+            });
+        }
+        if let Some((_, chunk)) = first {
+            for (j, work) in chunk.iter_mut().enumerate() {
+                f(j, work);
+            }
+        }
+    });
+}
+
+/// The side of an image of `side` pixels after a convolution of `kernel`
+/// and a 2 x 2 pooling (an odd side is floored).
+fn pooled_side(side: usize, kernel: usize) -> usize {
+    let convolved = side - kernel + 1;
+    convolved / 2
+}
+
+/// The rows of part `i` of `n` rows.
+fn part_rows(i: usize, n: usize) -> std::ops::Range<usize> {
+    i * PART..((i + 1) * PART).min(n)
+}
+
+/// SGD with momentum and L2 weight decay for a [`Cnn`], on all cores with
+/// the same bits for any number of threads.
+///
+/// Each step: the gradient `g` of the mean loss over the batch (the sum of
+/// the parts' gradients, added in their order), plus `weight_decay * W`
+/// for the weights (not the biases); `v = momentum * v + g`; `W -= lr * v`.
+#[derive(Debug)]
+pub struct CnnTrainer {
+    momentum: f32,
+    weight_decay: f32,
+    threads: usize,
+    velocity: Vec<(Array2<f32>, Array1<f32>)>,
+    works: Vec<PartWork>,
+}
+
+impl CnnTrainer {
+    /// A trainer for `model`'s shape on every core.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when `momentum` is not in `[0, 1)` or
+    /// `weight_decay` is negative or not finite.
+    pub fn new(model: &Cnn, momentum: f32, weight_decay: f32) -> Result<Self> {
+        crate::mlp::check_optimiser(momentum, weight_decay)?;
+        Ok(Self {
+            momentum,
+            weight_decay,
+            threads: default_threads(),
+            velocity: model
+                .parameters()
+                .iter()
+                .map(|(w, b)| (Array2::zeros(w.raw_dim()), Array1::zeros(b.len())))
+                .collect(),
+            works: Vec::new(),
+        })
+    }
+
+    /// Uses `threads` threads (at least 1) instead of every core; the
+    /// results do not change.
+    #[must_use]
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// One step on the batch `x` with one-hot targets `y`; returns the
+    /// batch's mean loss before the update.
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`] for inputs or targets of the wrong
+    /// shape, [`Error::InvalidParameter`] for a learning rate that is not
+    /// finite and positive, [`Error::Diverged`] when the loss or a weight
+    /// becomes non-finite.
+    pub fn step(
+        &mut self,
+        model: &mut Cnn,
+        x: ArrayView2<'_, f32>,
+        y: ArrayView2<'_, f32>,
+        lr: f32,
+    ) -> Result<f64> {
+        model.check_input(&x)?;
+        if y.dim() != (x.nrows(), model.classes()) {
+            return Err(Error::DimensionMismatch {
+                what: "one-hot targets (rows x classes)",
+                expected: x.nrows() * model.classes(),
+                found: y.len(),
+            });
+        }
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(Error::InvalidParameter {
+                name: "learning rate",
+                value: lr.to_string(),
+                reason: "must be finite and positive",
+            });
+        }
+        let n = x.nrows();
+        let parts = n.div_ceil(PART);
+        self.works
+            .resize_with(self.works.len().max(parts), PartWork::default);
+        let scale = 1.0 / n as f32;
+        let net = &*model;
+        run_parts(&mut self.works[..parts], self.threads, |i, work| {
+            let rows = part_rows(i, n);
+            net.forward(x.slice(s![rows.clone(), ..]), work);
+            net.backward(
+                x.slice(s![rows.clone(), ..]),
+                y.slice(s![rows, ..]),
+                scale,
+                work,
+            );
+        });
+        // The parts added up in their order.
+        let (first, rest) = self.works[..parts].split_at_mut(1);
+        let total = &mut first[0];
+        let mut loss = total.loss;
+        for work in rest.iter() {
+            loss += work.loss;
+            for ((gw, gb), (w, b)) in total.grads.iter_mut().zip(&work.grads) {
+                *gw += w;
+                *gb += b;
+            }
+        }
+        let loss = loss / n as f64;
+        if !loss.is_finite() {
+            return Err(Error::Diverged {
+                loss,
+                weights_finite: true,
+            });
+        }
+        let finite = crate::mlp::momentum_update(
+            model.parameters_mut(),
+            &total.grads,
+            &mut self.velocity,
+            self.momentum,
+            self.weight_decay,
+            lr,
+        );
+        if !finite {
+            return Err(Error::Diverged {
+                loss,
+                weights_finite: false,
+            });
+        }
+        Ok(loss)
+    }
+
+    /// The velocities, one `(weights, biases)` pair per layer, convolutions
+    /// first (for checkpoints).
+    pub fn velocity(&self) -> &[(Array2<f32>, Array1<f32>)] {
+        &self.velocity
+    }
+
+    /// Restores velocities saved from [`velocity`](Self::velocity).
+    ///
+    /// # Errors
+    /// As `MlpTrainer::set_velocity`.
+    pub fn set_velocity(&mut self, velocity: Vec<(Array2<f32>, Array1<f32>)>) -> Result<()> {
+        crate::mlp::check_velocity(&velocity, &self.velocity)?;
+        self.velocity = velocity;
+        Ok(())
+    }
+}
+
+/// Loss (softmax cross-entropy), accuracy and confusion matrix of `model`
+/// on the rows of `x` with true `labels`, on all cores.
+///
+/// # Errors
+/// [`Error::DimensionMismatch`] for inputs of the wrong width or a label
+/// count that is not one per row, [`Error::LabelOutOfRange`] for a label
+/// that is not a class.
+pub fn evaluate_cnn(model: &Cnn, x: ArrayView2<'_, f32>, labels: &[u8]) -> Result<Evaluation> {
+    model.check_input(&x)?;
+    if labels.len() != x.nrows() {
+        return Err(Error::DimensionMismatch {
+            what: "labels (one per row)",
+            expected: x.nrows(),
+            found: labels.len(),
+        });
+    }
+    let classes = model.classes();
+    if let Some((index, &label)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| usize::from(l) >= classes)
+    {
+        return Err(Error::LabelOutOfRange {
+            what: "true",
+            index,
+            label: usize::from(label),
+            classes,
+        });
+    }
+    let mut predicted = Vec::with_capacity(labels.len());
+    let mut loss_sum = 0.0f64;
+    model.each_chunk(x, |start, works| {
+        for (i, work) in works.iter().enumerate() {
+            let first = start + i * PART;
+            for (row, p) in work.p.rows().into_iter().enumerate() {
+                let label = usize::from(labels[first + row]);
+                loss_sum -= f64::from(p[label]).max(f64::from(f32::MIN_POSITIVE)).ln();
+            }
+            predicted.extend(argmax_rows(work.p.view()));
+        }
+    });
+    let confusion = ConfusionMatrix::from_predictions(classes, labels, &predicted)?;
+    Ok(Evaluation {
+        loss: loss_sum / labels.len().max(1) as f64,
+        accuracy: confusion.accuracy(),
+        confusion,
+    })
+}
+
+impl Cnn {
+    /// The network as a JSON model file (format version 3):
+    /// `{"format":"mnist-model","version":3,"kind":"cnn","head":"softmax",
+    /// "side":28,"convs":[{"kernel":5,"channels_in":1,"inputs":25,"outputs":16,"weights":[[...]],"biases":[...]}],
+    /// "layers":[{"inputs":512,"outputs":128,"weights":[[...]],"biases":[...]}]}`.
+    pub fn to_json_string(&self) -> String {
+        let rows =
+            |w: ArrayView2<'_, f32>| w.rows().into_iter().map(|r| r.to_vec()).collect::<Vec<_>>();
+        let convs: Vec<Value> = self
+            .convs
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "kernel": c.kernel,
+                    "channels_in": c.inputs,
+                    "inputs": c.w.nrows(),
+                    "outputs": c.channels(),
+                    "weights": rows(c.w.view()),
+                    "biases": c.b.to_vec(),
+                })
+            })
+            .collect();
+        let layers: Vec<Value> = self
+            .dense
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "inputs": d.weights().nrows(),
+                    "outputs": d.weights().ncols(),
+                    "weights": rows(d.weights()),
+                    "biases": d.biases().to_vec(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "format": crate::MODEL_FORMAT,
+            "version": CNN_VERSION,
+            "kind": "cnn",
+            "head": "softmax",
+            "side": self.side,
+            "convs": convs,
+            "layers": layers,
+        })
+        .to_string()
+    }
+
+    /// Reads a network from the JSON of [`to_json_string`](Self::to_json_string).
+    ///
+    /// # Errors
+    /// [`Error::ModelJson`] saying what is wrong.
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        parse_cnn(text).map_err(|reason| Error::ModelJson { reason })
+    }
+}
+
+fn parse_cnn(text: &str) -> std::result::Result<Cnn, String> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let get = |name: &str| {
+        doc.get(name)
+            .ok_or_else(|| format!("missing field \"{name}\""))
+    };
+    if get("version")?.as_u64() != Some(CNN_VERSION) {
+        return Err(format!(
+            "expected version {CNN_VERSION}, found {}",
+            get("version")?
+        ));
+    }
+    let side = positive(get("side")?, "side")?;
+    let mut convs = Vec::new();
+    for (i, conv) in get("convs")?
+        .as_array()
+        .ok_or("expected \"convs\" to be an array")?
+        .iter()
+        .enumerate()
+    {
+        let what = |m: String| format!("convolution {i}: {m}");
+        let field = |name: &str| {
+            conv.get(name)
+                .ok_or_else(|| what(format!("missing \"{name}\"")))
+        };
+        let kernel = positive(field("kernel")?, "kernel").map_err(what)?;
+        let inputs = positive(field("channels_in")?, "channels_in").map_err(what)?;
+        let (w, b) = crate::mlp::parse_layer(conv).map_err(what)?;
+        convs.push(Conv::new(kernel, inputs, w, b).map_err(|e| what(e.to_string()))?);
+    }
+    let mut dense = Vec::new();
+    for (i, layer) in get("layers")?
+        .as_array()
+        .ok_or("expected \"layers\" to be an array")?
+        .iter()
+        .enumerate()
+    {
+        let what = |m: String| format!("layer {i}: {m}");
+        let (w, b) = crate::mlp::parse_layer(layer).map_err(what)?;
+        dense.push(Dense::new(w, b).map_err(|e| what(e.to_string()))?);
+    }
+    Cnn::from_layers(side, convs, dense).map_err(|e| e.to_string())
+}
+
+fn positive(v: &Value, name: &str) -> std::result::Result<usize, String> {
+    v.as_u64()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("expected \"{name}\" to be a positive integer, found {v}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// A tiny network: 8 x 8 images, 3 x 3 kernels, 2 then 3 filters,
+    /// 4 hidden units, 3 classes.
+    fn tiny() -> Cnn {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        Cnn::new(10, 3, &[2, 3], Some(4), 3, &mut rng).unwrap()
+    }
+
+    /// `n` random rows of `side * side` pixels in [-0.5, 0.5] and a bias of
+    /// 1, with one-hot targets.
+    fn batch(n: usize, side: usize, classes: usize, seed: u64) -> (Array2<f32>, Array2<f32>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let x = Array2::from_shape_fn((n, side * side + 1), |(_, c)| {
+            if c == side * side {
+                1.0
+            } else {
+                rng.gen_range(-0.5..0.5)
+            }
+        });
+        let y = Array2::from_shape_fn((n, classes), |(r, c)| f32::from(u8::from(r % classes == c)));
+        (x, y)
+    }
+
+    /// The mean loss of `net` on the batch, in f64 from the forward pass.
+    fn loss(net: &Cnn, x: &Array2<f32>, y: &Array2<f32>) -> f64 {
+        let mut work = PartWork::default();
+        net.forward(x.view(), &mut work);
+        let mut total = 0.0;
+        Zip::from(&work.p).and(y).for_each(|&p, &y| {
+            if y != 0.0 {
+                total -= f64::from(p).ln();
+            }
+        });
+        total / x.nrows() as f64
+    }
+
+    /// A plain convolution, pixel by pixel, channel by channel, for one
+    /// image given as (row, column, channel).
+    fn direct_conv(input: &[f32], side: usize, conv: &Conv) -> Vec<f32> {
+        let (k, c, f) = (conv.kernel, conv.inputs, conv.channels());
+        let out = side - k + 1;
+        let mut z = vec![0.0f32; out * out * f];
+        for oy in 0..out {
+            for ox in 0..out {
+                for filter in 0..f {
+                    let mut sum = f64::from(conv.b[filter]);
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            for ch in 0..c {
+                                let v = input[((oy + ky) * side + ox + kx) * c + ch];
+                                let w = conv.w[[(ky * k + kx) * c + ch, filter]];
+                                sum += f64::from(v) * f64::from(w);
+                            }
+                        }
+                    }
+                    z[(oy * out + ox) * f + filter] = sum as f32;
+                }
+            }
+        }
+        z
+    }
+
+    #[test]
+    fn the_unrolled_convolution_matches_a_direct_one() {
+        let net = tiny();
+        let (x, _) = batch(3, 10, 3, 1);
+        let mut work = PartWork::default();
+        net.forward(x.view(), &mut work);
+        let conv = &net.convs[0];
+        for img in 0..3 {
+            let input: Vec<f32> = x.row(img).iter().take(100).copied().collect();
+            let direct = direct_conv(&input, 10, conv);
+            let rows = 8 * 8;
+            let ours = work.convs[0].z.slice(s![img * rows..(img + 1) * rows, ..]);
+            for (&a, &b) in ours.iter().zip(&direct) {
+                // Ours is after ReLU.
+                assert!((a - b.max(0.0)).abs() < 1e-5, "{a} {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_gradient_matches_finite_differences() {
+        let mut net = tiny();
+        let (x, y) = batch(5, 10, 3, 2);
+        let mut work = PartWork::default();
+        net.forward(x.view(), &mut work);
+        net.backward(x.view(), y.view(), 1.0 / 5.0, &mut work);
+        let grads = work.grads.clone();
+        let eps = 1e-3f32;
+        let layers = net.parameters().len();
+        for layer in 0..layers {
+            for probe in 0..4 {
+                let (gw, gb) = &grads[layer];
+                let (rows, cols) = gw.dim();
+                let (r, c) = ((probe * 7) % rows, (probe * 3) % cols);
+                let analytic = f64::from(gw[[r, c]]);
+                let mut params = net.parameters_mut();
+                params[layer].0[[r, c]] += eps;
+                drop(params);
+                let up = loss(&net, &x, &y);
+                net.parameters_mut()[layer].0[[r, c]] -= 2.0 * eps;
+                let down = loss(&net, &x, &y);
+                net.parameters_mut()[layer].0[[r, c]] += eps;
+                let numeric = (up - down) / (2.0 * f64::from(eps));
+                assert!(
+                    (numeric - analytic).abs() < 2e-3 + 2e-2 * analytic.abs(),
+                    "layer {layer} weight ({r}, {c}): numeric {numeric}, analytic {analytic}"
+                );
+                let c = probe % gb.len();
+                // (A bias moves every pixel of its filter: a step small
+                // enough not to cross ReLU and pooling kinks.)
+                let analytic = f64::from(gb[c]);
+                net.parameters_mut()[layer].1[c] += eps;
+                let up = loss(&net, &x, &y);
+                net.parameters_mut()[layer].1[c] -= 2.0 * eps;
+                let down = loss(&net, &x, &y);
+                net.parameters_mut()[layer].1[c] += eps;
+                let numeric = (up - down) / (2.0 * f64::from(eps));
+                assert!(
+                    (numeric - analytic).abs() < 2e-3 + 2e-2 * analytic.abs(),
+                    "layer {layer} bias {c}: numeric {numeric}, analytic {analytic}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn any_number_of_threads_gives_the_same_bits() {
+        let (x, y) = batch(3 * PART + 5, 10, 3, 3);
+        let trained: Vec<Cnn> = [1, 2, 3, 8]
+            .into_iter()
+            .map(|threads| {
+                let mut net = tiny();
+                let mut trainer = CnnTrainer::new(&net, 0.9, 1e-3)
+                    .unwrap()
+                    .with_threads(threads);
+                for _ in 0..3 {
+                    trainer.step(&mut net, x.view(), y.view(), 0.05).unwrap();
+                }
+                net
+            })
+            .collect();
+        let bits = |net: &Cnn| -> Vec<u32> {
+            net.parameters()
+                .iter()
+                .flat_map(|(w, b)| {
+                    w.iter()
+                        .chain(b.iter())
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        assert_ne!(
+            bits(&trained[0]),
+            bits(&tiny()),
+            "the steps changed the weights"
+        );
+        for other in &trained[1..] {
+            assert_eq!(bits(other), bits(&trained[0]));
+        }
+    }
+
+    #[test]
+    fn learns_a_separable_problem_and_evaluates_it() {
+        // The class is the pattern: stripes across, stripes down, or a
+        // checkerboard.
+        let n = 96;
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let labels: Vec<u8> = (0..n).map(|i| (i % 3) as u8).collect();
+        let x = Array2::from_shape_fn((n, 101), |(r, c)| {
+            if c == 100 {
+                return 1.0;
+            }
+            let (row, col) = (c / 10, c % 10);
+            let on = match labels[r] {
+                0 => row % 2 == 0,
+                1 => col % 2 == 0,
+                _ => (row + col) % 2 == 0,
+            };
+            let noise: f32 = rng.gen_range(-0.1..0.1);
+            if on {
+                0.5 + noise
+            } else {
+                -0.5 + noise
+            }
+        });
+        let y = Array2::from_shape_fn((n, 3), |(r, c)| {
+            f32::from(u8::from(usize::from(labels[r]) == c))
+        });
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut net = Cnn::new(10, 3, &[4, 8], Some(16), 3, &mut rng).unwrap();
+        let mut trainer = CnnTrainer::new(&net, 0.9, 0.0).unwrap();
+        for _ in 0..40 {
+            trainer.step(&mut net, x.view(), y.view(), 0.01).unwrap();
+        }
+        let eval = evaluate_cnn(&net, x.view(), &labels).unwrap();
+        assert_eq!(eval.accuracy, 1.0, "loss {}", eval.loss);
+        assert_eq!(net.predict(x.view()).unwrap()[..3], [0, 1, 2]);
+    }
+
+    #[test]
+    fn json_round_trips_bit_for_bit_and_rejects_bad_files() {
+        let net = tiny();
+        let text = net.to_json_string();
+        assert_eq!(Cnn::from_json_str(&text).unwrap(), net);
+        let bad = text.replace("\"kernel\":3", "\"kernel\":4");
+        let err = Cnn::from_json_str(&bad).err().map(|e| e.to_string());
+        assert!(
+            err.is_some_and(|e| e.contains("convolution 0")),
+            "{bad:.80}"
+        );
+        let err = Cnn::from_json_str(&text.replace("\"side\":10", "\"side\":4"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("image side")));
+    }
+}
