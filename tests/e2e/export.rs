@@ -59,7 +59,7 @@ fn run(args: &[&Path]) -> String {
     stdout(&out)
 }
 
-/// The post's sigmoid model, a softmax model and an MLP, each exported to
+/// The post's sigmoid model, a softmax model, an MLP and a CNN, each exported to
 /// ONNX and safetensors: onnxruntime's outputs on the 10,000 test images
 /// match `mnist eval`'s within 1e-5 with the same classes, and numpy on
 /// the safetensors weights predicts the same classes.
@@ -85,6 +85,7 @@ fn onnxruntime_and_numpy_agree_with_eval_on_every_kind_of_model() {
         ("post", &[][..]),
         ("softmax", &["--preset", "softmax", "--epochs", "3"][..]),
         ("mlp", &["--preset", "mlp", "--epochs", "2"][..]),
+        ("cnn", &["--preset", "cnn", "--epochs", "1"][..]),
     ] {
         let model = p(&format!("{name}.json"));
         let mut train: Vec<&Path> = vec![Path::new("train"), Path::new("--quiet")];
@@ -134,5 +135,5 @@ fn onnxruntime_and_numpy_agree_with_eval_on_every_kind_of_model() {
         .unwrap();
     eprint!("{}", stdout(&out));
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    assert_eq!(stdout(&out).matches(": ok").count(), 6, "{}", stdout(&out));
+    assert_eq!(stdout(&out).matches(": ok").count(), 8, "{}", stdout(&out));
 }

@@ -433,7 +433,8 @@ mod tests {
         let view = file.tensor("convs.1.weight").unwrap();
         assert_eq!(view.shape(), [3, 2, 3, 3]);
         // Filter 2, input channel 1, row 0, column 2: our row (0 * 3 + 2) * 2 + 1.
-        let at = ((2 * 2 + 1) * 3 + 0) * 3 + 2;
+        let (co, ci, ky, kx) = (2, 1, 0, 2);
+        let at = ((co * 2 + ci) * 3 + ky) * 3 + kx;
         let value = f32::from_le_bytes(view.data()[4 * at..4 * at + 4].try_into().unwrap());
         assert_eq!(value.to_bits(), cnn.convs()[1].weights()[[5, 2]].to_bits());
         let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();

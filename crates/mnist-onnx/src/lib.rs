@@ -5,7 +5,10 @@
 //! to 255 (`side` is 28 for MNIST), does the model's own preprocessing
 //! (`x / 255 - 0.5`; the constant bias feature of 1 becomes an added row of
 //! weights), and returns `outputs`, `float32 [N, classes]`: the sigmoids of
-//! the post's model, or the network's head (sigmoid or softmax). The nodes
+//! the post's model, or the network's head (sigmoid or softmax). A
+//! convolutional network's convolutions become `Conv`, `Relu` and a 2 x 2
+//! `MaxPool` each, followed by a `Transpose` to the (row, column, channel)
+//! order its dense layers read. The nodes
 //! are those of the default ONNX domain at opset 13; the protobuf messages
 //! are the `onnx-protobuf` crate's, generated from the official
 //! `onnx.proto`.
@@ -259,7 +262,9 @@ fn convolutions(graph: &mut GraphProto, cnn: &mnist_model::Cnn, input: &str) -> 
         p.attribute.push(ints("strides", &[2, 2]));
         graph.node.push(p);
         current = pool;
-        side = (side - k + 1) / 2;
+        // The pooling floors an odd side.
+        let convolved = side - k + 1;
+        side = convolved / 2;
         channels = c_out;
     }
     let mut t = node("Transpose", &[&current], "nhwc");
@@ -513,7 +518,8 @@ mod tests {
         assert_eq!(init("flat_shape").int64_data, [-1, 3]);
         assert_eq!(init("convs.1.weight").dims, [3, 2, 3, 3]);
         // Filter 2, input channel 1, row 0, column 2: our row (0 * 3 + 2) * 2 + 1.
-        let at = ((2 * 2 + 1) * 3) * 3 + 2;
+        let (co, ci, ky, kx) = (2, 1, 0, 2);
+        let at = ((co * 2 + ci) * 3 + ky) * 3 + kx;
         assert_eq!(
             init("convs.1.weight").float_data[at].to_bits(),
             cnn.convs()[1].weights()[[5, 2]].to_bits()
