@@ -190,7 +190,8 @@ fn chromedriver(driver: &Path) -> (Running, String) {
 }
 
 /// A digit drawn with the mouse and one drawn with a finger are read by
-/// the page as the model reads them: a 7 and a 1. With `MNIST_SCREENSHOT`
+/// the page as the model reads them: a 7 and a 1; so is a picture of a 7
+/// dropped on the page. With `MNIST_SCREENSHOT`
 /// set to a path, the page with the 7 is saved there as PNG.
 #[test]
 #[ignore = "trains on the MNIST data: `cargo xtask ci` runs it"]
@@ -270,6 +271,29 @@ fn a_digit_drawn_in_chromium_is_predicted_on_the_page() {
     session.draw(&pad, "touch", &[&[(5, -95), (0, 95)]]);
     let shown = session.shown();
     assert_eq!(shown["predicted"], "1", "{shown}");
+
+    // A picture dropped on the page: a 7 drawn on a canvas of its own,
+    // dropped as a PNG file.
+    let drop = "const done = arguments[arguments.length - 1];\
+        const c = document.createElement('canvas'); c.width = 200; c.height = 200;\
+        const g = c.getContext('2d'); g.fillStyle = '#fff'; g.fillRect(0, 0, 200, 200);\
+        g.strokeStyle = '#000'; g.lineWidth = 14; g.lineCap = 'round'; g.lineJoin = 'round';\
+        g.beginPath(); g.moveTo(50, 40); g.lineTo(150, 40); g.lineTo(90, 170); g.stroke();\
+        c.toBlob(blob => {\
+          const dt = new DataTransfer();\
+          dt.items.add(new File([blob], 'seven.png', { type: 'image/png' }));\
+          document.getElementById('pad').dispatchEvent(\
+            new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));\
+          done(busy);\
+        }, 'image/png');";
+    let sent = session.call(
+        "POST",
+        "/execute/async",
+        Some(json!({ "script": drop, "args": [] })),
+    );
+    assert_eq!(sent, true, "the drop sent no request");
+    let shown = session.shown();
+    assert_eq!(shown["predicted"], "7", "{shown}");
 
     session.call("DELETE", "", None);
 }
