@@ -6,8 +6,10 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
-use crate::dataset::DatasetSpec;
-use crate::fetch::{self, workspace_root};
+use mnist_fetch::DatasetSpec;
+
+use crate::fetch::{default_out_dir, workspace_root};
+use crate::progress::Progress;
 
 /// What `cargo xtask ci` runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,8 +65,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     } else {
         step("fetch-data --dataset mnist");
         let spec = DatasetSpec::mnist();
-        let fetch_options = fetch::Options::defaults(&spec)?;
-        fetch::fetch(&spec, &fetch_options).context("step `fetch-data` failed")?;
+        let fetch_options = mnist_fetch::Options::from_env(&spec, default_out_dir(), &[])?;
+        mnist_fetch::fetch(&spec, &fetch_options, &Progress::Auto.fetch_renderer())
+            .context("step `fetch-data` failed")?;
     }
 
     let test = test_command(&options.test_args);

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use xtask::{bench, ci, fetch, synth, Dataset, FetchOptions, Mirror, Progress};
+use mnist_fetch::{Dataset, Mirror};
+use xtask::{bench, ci, fetch, man, synth, Progress};
 
 /// Project tasks for the MNIST workspace.
 #[derive(Debug, Parser)]
@@ -26,6 +27,15 @@ enum Command {
     Bench(BenchArgs),
     /// Write an MNIST-format training set of N distorted copies of the real one
     Synth(SynthArgs),
+    /// Write the `mnist` man page [default: target/man/mnist.1]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+struct ManArgs {
+    /// Where to write the man page [default: target/man/mnist.1 at the workspace root]
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -45,7 +55,7 @@ struct FetchArgs {
     #[arg(long)]
     force: bool,
     /// Connect and read timeout of each HTTP request, in seconds
-    #[arg(long, value_name = "SECS", default_value_t = fetch::DEFAULT_TIMEOUT_SECS,
+    #[arg(long, value_name = "SECS", default_value_t = mnist_fetch::DEFAULT_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
 }
@@ -122,12 +132,18 @@ fn main() -> ExitCode {
         }),
         Command::Bench(args) => run_bench(args),
         Command::Synth(args) => run_synth(args),
+        Command::Man(args) => man::run(&args.out.unwrap_or_else(man::default_path)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            if error.is::<xtask::MirrorParseError>() || error.is::<bench::UsageError>() {
+            let mirror_error = error.is::<mnist_fetch::MirrorParseError>()
+                || matches!(
+                    error.downcast_ref::<mnist_fetch::Error>(),
+                    Some(mnist_fetch::Error::Mirror(_))
+                );
+            if mirror_error || error.is::<bench::UsageError>() {
                 ExitCode::from(USAGE)
             } else {
                 ExitCode::FAILURE
@@ -138,16 +154,11 @@ fn main() -> ExitCode {
 
 fn fetch_data(args: FetchArgs) -> anyhow::Result<()> {
     let spec = args.dataset.spec();
-    let env = std::env::var(&spec.mirror_env).ok();
-    let mirrors = fetch::mirrors(&spec, &args.mirrors, env.as_deref())?;
-    let options = FetchOptions {
-        out_dir: args.out.unwrap_or_else(fetch::default_out_dir),
-        mirrors,
-        force: args.force,
-        timeout: Duration::from_secs(args.timeout),
-        progress: Progress::Auto,
-    };
-    let report = xtask::fetch(&spec, &options)?;
+    let out_dir = args.out.unwrap_or_else(fetch::default_out_dir);
+    let mut options = mnist_fetch::Options::from_env(&spec, out_dir, &args.mirrors)?;
+    options.force = args.force;
+    options.timeout = Duration::from_secs(args.timeout);
+    let report = mnist_fetch::fetch(&spec, &options, &Progress::Auto.fetch_renderer())?;
     eprintln!(
         "{}: {} files in {}",
         args.dataset,

@@ -1,10 +1,11 @@
 //! Status output: a progress bar on a terminal, one line per event otherwise.
 
+use std::cell::RefCell;
 use std::io::IsTerminal;
 
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// How `fetch-data` reports what it does (always on stderr).
+/// How `fetch-data` and `synth` report what they do (always on stderr).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Progress {
     /// A progress bar if stderr is a terminal, plain lines otherwise.
@@ -28,10 +29,31 @@ impl Progress {
         }
     }
 
-    /// Starts reporting a download of `total` bytes, if known.
-    pub(crate) fn download(self, label: &str, total: Option<u64>) -> Download {
-        if !self.bar() {
-            return Download { bar: None };
+    /// A renderer of a fetch's events in this style.
+    pub fn fetch_renderer(self) -> FetchRenderer {
+        FetchRenderer {
+            style: self,
+            bar: RefCell::new(None),
+        }
+    }
+}
+
+/// Renders a fetch's events: a line each, and a bar for each download when
+/// the style allows one.
+#[derive(Debug)]
+pub struct FetchRenderer {
+    style: Progress,
+    bar: RefCell<Option<ProgressBar>>,
+}
+
+impl mnist_fetch::Progress for FetchRenderer {
+    fn event(&self, event: &mnist_fetch::Event<'_>) {
+        self.style.line(&event.to_string());
+    }
+
+    fn download_started(&self, file: &str, total: Option<u64>) {
+        if !self.style.bar() {
+            return;
         }
         let (bar, template) = match total {
             Some(total) => (
@@ -46,28 +68,18 @@ impl Progress {
         if let Ok(style) = ProgressStyle::with_template(template) {
             bar.set_style(style.progress_chars("=> "));
         }
-        bar.set_message(label.to_owned());
-        Download { bar: Some(bar) }
+        bar.set_message(file.to_owned());
+        *self.bar.borrow_mut() = Some(bar);
     }
-}
 
-/// A download in progress; the bar disappears when this is dropped.
-#[derive(Debug)]
-pub(crate) struct Download {
-    bar: Option<ProgressBar>,
-}
-
-impl Download {
-    pub(crate) fn advance(&self, bytes: u64) {
-        if let Some(bar) = &self.bar {
+    fn downloaded(&self, bytes: u64) {
+        if let Some(bar) = &*self.bar.borrow() {
             bar.inc(bytes);
         }
     }
-}
 
-impl Drop for Download {
-    fn drop(&mut self) {
-        if let Some(bar) = &self.bar {
+    fn download_ended(&self) {
+        if let Some(bar) = self.bar.borrow_mut().take() {
             bar.finish_and_clear();
         }
     }

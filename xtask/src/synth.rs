@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use anyhow::{bail, Context as _};
+use mnist_fetch::PieceWriter;
 use mnist_idx::{open_pair, Images, Labels, IMAGES_MAGIC, LABELS_MAGIC};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::fetch::workspace_root;
-use crate::pieces::PieceWriter;
 use crate::progress::{bytes, Progress};
 
 /// Images per chunk: the unit of work of a thread and of the RNG streams.

@@ -16,7 +16,8 @@ use crate::paths::real_location;
 pub fn open_part(dir: &Path, part: Part) -> Result<Dataset> {
     if !dir.is_dir() {
         bail!(
-            "data directory {} not found: run `cargo xtask fetch-data` (or pass --data-dir)",
+            "data directory {} not found: pass the folder of the four IDX files, or run \
+             `mnist fetch` to fetch MNIST into the data home",
             dir.display()
         );
     }
@@ -27,12 +28,12 @@ pub fn open_part(dir: &Path, part: Part) -> Result<Dataset> {
             let mut gz_name = path.as_os_str().to_owned();
             gz_name.push(".gz");
             let hint = if Path::new(&gz_name).exists() || gz.exists() {
-                " (a .gz is there: the files must be decompressed; `cargo xtask fetch-data` does it)"
+                " (a .gz is there: the files must be decompressed; `mnist fetch` does it)"
             } else {
                 ""
             };
             bail!(
-                "{} not found{hint}: run `cargo xtask fetch-data` to fetch the dataset",
+                "{} not found{hint}: run `mnist fetch` to fetch the dataset",
                 path.display()
             );
         }

@@ -11,6 +11,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::data::EvalSet;
 use crate::data::{check_model_fits, open_part, DatasetInfo};
+use crate::data_home;
 use crate::output::write_atomic;
 use crate::paths::Files;
 use crate::plot::{encode_png, register_fonts, Format};
@@ -25,9 +26,10 @@ pub struct ErrorsArgs {
     /// The picture to write (.png).
     #[arg(short, long, value_name = "FILE.png")]
     pub output: PathBuf,
-    /// Folder with the four decompressed IDX files.
-    #[arg(long, value_name = "DIR", default_value = "data/mnist")]
-    pub data_dir: PathBuf,
+    /// Folder with the four decompressed IDX files [default: mnist/ in the
+    /// data home: $MNIST_DATA, the workspace's data/, the user data folder].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Show at most this many misclassified digits, the first in test-set
     /// order.
     #[arg(long, value_name = "N", default_value_t = 100)]
@@ -48,25 +50,26 @@ pub fn run(args: &ErrorsArgs) -> Result<()> {
     if args.max == 0 {
         bail!("--max 0: must be at least 1");
     }
+    let data_dir = &data_home::resolve(args.data_dir.as_deref(), "mnist")?;
     let mut files = Files::new();
     files.input("--model", &args.model)?;
-    let (images, labels) = Part::Test.paths(&args.data_dir);
+    let (images, labels) = Part::Test.paths(data_dir);
     files.input("--data-dir", &images)?;
     files.input("--data-dir", &labels)?;
     let output = files.output_file("-o", &args.output)?;
     let (model, metadata) = Model::load_with_metadata(&args.model)?;
-    let test = open_part(&args.data_dir, Part::Test)?;
-    let info = DatasetInfo::of(&args.data_dir, &test, None);
+    let test = open_part(data_dir, Part::Test)?;
+    let info = DatasetInfo::of(data_dir, &test, None);
     info.warn_if_not_from(DatasetInfo::from_metadata(&metadata).as_ref(), &args.model);
     let pre = Preprocess::default();
     if test.pixels() != SIDE * SIDE {
         bail!(
             "{}: images of {} pixels; the grid draws 28 x 28 digits",
-            args.data_dir.display(),
+            data_dir.display(),
             test.pixels()
         );
     }
-    check_model_fits(&model, &args.model, &test, &args.data_dir, &pre)?;
+    check_model_fits(&model, &args.model, &test, data_dir, &pre)?;
     let names = &info.class_names;
     let things = if info.digits() { "digits" } else { "images" };
     let set = EvalSet::all(&test, &pre)?;

@@ -11,21 +11,23 @@ use serde::Serialize;
 
 use crate::data::EvalSet;
 use crate::data::{check_model_fits, open_part, DatasetInfo};
+use crate::data_home;
 use crate::output::write_atomic;
 use crate::paths::Files;
 use crate::report::TestReport;
 use crate::train::write_report;
 
 /// Arguments of `mnist eval`.
-#[derive(Debug, Args, Serialize)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct EvalArgs {
     /// The model file written by `mnist train --save` (JSON), or its
     /// safetensors export.
     #[arg(long, value_name = "MODEL.json")]
     pub model: PathBuf,
-    /// Folder with the four decompressed IDX files.
-    #[arg(long, value_name = "DIR", default_value = "data/mnist")]
-    pub data_dir: PathBuf,
+    /// Folder with the four decompressed IDX files [default: mnist/ in the
+    /// data home: $MNIST_DATA, the workspace's data/, the user data folder].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Write the report here (JSON).
     #[arg(long, value_name = "REPORT.json")]
     pub report: Option<PathBuf>,
@@ -62,9 +64,10 @@ struct EvalTiming {
 
 /// Runs `mnist eval`.
 pub fn run(args: &EvalArgs) -> Result<()> {
+    let data_dir = &data_home::resolve(args.data_dir.as_deref(), "mnist")?;
     let mut files = Files::new();
     files.input("--model", &args.model)?;
-    let (images, labels) = Part::Test.paths(&args.data_dir);
+    let (images, labels) = Part::Test.paths(data_dir);
     files.input("--data-dir", &images)?;
     files.input("--data-dir", &labels)?;
     let report_file = match &args.report {
@@ -78,11 +81,11 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let t_load = Instant::now();
     // The model's errors name the file.
     let (model, metadata) = Model::load_with_metadata(&args.model)?;
-    let test = open_part(&args.data_dir, Part::Test)?;
-    let info = DatasetInfo::of(&args.data_dir, &test, None);
+    let test = open_part(data_dir, Part::Test)?;
+    let info = DatasetInfo::of(data_dir, &test, None);
     info.warn_if_not_from(DatasetInfo::from_metadata(&metadata).as_ref(), &args.model);
     let pre = Preprocess::default();
-    check_model_fits(&model, &args.model, &test, &args.data_dir, &pre)?;
+    check_model_fits(&model, &args.model, &test, data_dir, &pre)?;
     let set = EvalSet::all(&test, &pre)?;
     let load_seconds = t_load.elapsed().as_secs_f64();
     let t_test = Instant::now();
@@ -114,7 +117,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             real,
             &EvalReport {
                 command: "eval",
-                config: args,
+                config: &EvalArgs {
+                    data_dir: Some(data_dir.clone()),
+                    ..args.clone()
+                },
                 test: report,
                 timing: EvalTiming {
                     load_seconds,

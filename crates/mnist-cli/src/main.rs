@@ -24,10 +24,12 @@ macro_rules! say_raw {
 
 mod checkpoint;
 mod data;
+mod data_home;
 mod digitize;
 mod errors;
 mod eval;
 mod export;
+mod fetch;
 mod inspect;
 mod output;
 mod paths;
@@ -74,6 +76,68 @@ enum Command {
     Export(export::ExportArgs),
     /// Serve a page to draw a digit on, and a JSON API that predicts.
     Serve(serve::ServeArgs),
+    /// Download, verify and decompress a dataset into the data home.
+    Fetch(fetch::FetchArgs),
+    /// Print a shell's completion script for `mnist`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), e.g. `mnist man > mnist.1; man -l mnist.1`.
+    Man,
+}
+
+#[derive(Debug, clap::Args)]
+struct CompletionsArgs {
+    /// The shell, e.g. `mnist completions bash > ~/.local/share/bash-completion/completions/mnist`.
+    #[arg(value_name = "SHELL")]
+    shell: clap_complete::Shell,
+}
+
+/// `mnist --version`: the version, the commit it was built from when
+/// known, and the SIMD paths this CPU can take.
+fn long_version() -> String {
+    let commit = option_env!("MNIST_GIT_COMMIT")
+        .map_or_else(|| "commit unknown".to_owned(), |c| format!("commit {c}"));
+    format!(
+        "{} ({commit})\nSIMD paths this CPU can take: {} (runs {})",
+        env!("CARGO_PKG_VERSION"),
+        mnist_model::kernel_paths().join(", "),
+        mnist_model::kernel_path()
+    )
+}
+
+/// The command line's definition, as parsing, `--help`, the completions
+/// and the man page see it.
+fn command() -> clap::Command {
+    let version = format!(
+        "{} ({})",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("MNIST_GIT_COMMIT").unwrap_or("commit unknown")
+    );
+    <Cli as clap::CommandFactory>::command()
+        .version(version)
+        .long_version(long_version())
+}
+
+/// Writes the completion script for `shell` on standard output.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut command(), "mnist", &mut out);
+    write_stdout(&out)
+}
+
+/// Writes the man page on standard output.
+fn man() -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(command()).render(&mut out)?;
+    write_stdout(&out)
+}
+
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| anyhow::anyhow!("cannot write to standard output: {e}"))
 }
 
 /// A failure whose error lines were printed already (one per bad input).
@@ -89,7 +153,7 @@ impl std::fmt::Display for Reported {
 impl std::error::Error for Reported {}
 
 fn main() -> ExitCode {
-    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let matches = command().get_matches();
     let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(err) => err.exit(),
@@ -115,6 +179,9 @@ fn main() -> ExitCode {
         Some(Command::Errors(args)) => errors::run(&args),
         Some(Command::Export(args)) => export::run(&args),
         Some(Command::Serve(args)) => serve::run(&args),
+        Some(Command::Fetch(args)) => fetch::run(&args),
+        Some(Command::Completions(args)) => completions(args.shell),
+        Some(Command::Man) => man(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,7 @@ use ndarray::Array2;
 use serde::Serialize;
 
 use crate::data::{open_part, DatasetInfo};
+use crate::data_home;
 use crate::digitize::{digitize, SIDE};
 
 /// Arguments of `mnist predict`.
@@ -31,9 +32,11 @@ pub struct PredictArgs {
     /// Print one JSON document instead of the text.
     #[arg(long)]
     pub json: bool,
-    /// Folder with the four decompressed IDX files (for --index).
-    #[arg(long, value_name = "DIR", default_value = "data/mnist")]
-    pub data_dir: PathBuf,
+    /// Folder with the four decompressed IDX files, for --index [default:
+    /// mnist/ in the data home: $MNIST_DATA, the workspace's data/, the user
+    /// data folder].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Where an input came from.
@@ -218,8 +221,9 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         |info| info.class_names.clone(),
     );
     if !args.indices.is_empty() {
-        let test = open_part(&args.data_dir, Part::Test)?;
-        let info = DatasetInfo::of(&args.data_dir, &test, None);
+        let data_dir = &data_home::resolve(args.data_dir.as_deref(), "mnist")?;
+        let test = open_part(data_dir, Part::Test)?;
+        let info = DatasetInfo::of(data_dir, &test, None);
         info.warn_if_not_from(recorded.as_ref(), &args.model);
         names = info.class_names;
         let features = pre.features(test.pixels());
@@ -228,7 +232,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
                 "--model {}: the model takes {} features, but the test images in {} give {}",
                 args.model.display(),
                 model.features(),
-                args.data_dir.display(),
+                data_dir.display(),
                 features
             );
         }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, FILE as CHECKPOINT_FILE};
 use crate::data::{open_part, DatasetInfo};
+use crate::data_home;
 use crate::output::write_atomic;
 use crate::paths::{real_location, Files};
 use crate::predict::plural;
@@ -103,9 +104,10 @@ pub const FROM_CHECKPOINT: [&str; 15] = [
 /// Arguments of `mnist train`; the defaults are the post's settings.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct TrainArgs {
-    /// Folder with the four decompressed IDX files.
-    #[arg(long, value_name = "DIR", default_value = "data/mnist")]
-    pub data_dir: PathBuf,
+    /// Folder with the four decompressed IDX files [default: mnist/ in the
+    /// data home: $MNIST_DATA, the workspace's data/, the user data folder].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Passes over the training set.
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
@@ -385,10 +387,10 @@ struct RunFiles {
 impl RunFiles {
     /// Resolves and checks every input and output of `args`; `resume` is
     /// the checkpoint folder resumed from, if any.
-    fn new(args: &TrainArgs, resume: Option<&Path>) -> Result<Self> {
+    fn new(args: &TrainArgs, data_dir: &Path, resume: Option<&Path>) -> Result<Self> {
         let mut files = Files::new();
         for part in [Part::Train, Part::Test] {
-            let (images, labels) = part.paths(&args.data_dir);
+            let (images, labels) = part.paths(data_dir);
             files.input("--data-dir", &images)?;
             files.input("--data-dir", &labels)?;
         }
@@ -430,7 +432,7 @@ impl RunFiles {
             None => None,
         };
         Ok(Self {
-            data_dir: real_location(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone()),
+            data_dir: real_location(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()),
             save,
             report,
             checkpoint_dir,
@@ -452,11 +454,12 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
     };
     let args = &args;
     let config = args.config()?;
-    let files = RunFiles::new(args, given.resume.as_deref())?;
+    let data_dir = &data_home::resolve(args.data_dir.as_deref(), "mnist")?;
+    let files = RunFiles::new(args, data_dir, given.resume.as_deref())?;
     // Checkpoints record where the data and the outputs are, so that a run
     // resumed from another folder finds and writes the same files.
     let mut recorded = args.clone();
-    recorded.data_dir.clone_from(&files.data_dir);
+    recorded.data_dir = Some(files.data_dir.clone());
     recorded.save.clone_from(&files.save);
     recorded.report.clone_from(&files.report);
     let interrupted = interrupt_flag()?;
@@ -464,16 +467,23 @@ pub fn run(given: &TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
     log.line(&format!("seed {}", args.seed));
 
     let t_load = Instant::now();
-    let train = open_part(&args.data_dir, Part::Train)?;
-    let test = open_part(&args.data_dir, Part::Test)?;
-    let info = DatasetInfo::of(&args.data_dir, &test, Some(&train));
+    let train = open_part(data_dir, Part::Train)?;
+    let test = open_part(data_dir, Part::Test)?;
+    // A resumed run names a dataset it does not recognise after the folder
+    // its first run read, wherever that data is now, so that its model
+    // records the same dataset as an uninterrupted run's.
+    let named_after = resumed
+        .as_ref()
+        .and_then(|(ck, ..)| ck.config.data_dir.clone())
+        .unwrap_or_else(|| data_dir.clone());
+    let info = DatasetInfo::of(&named_after, &test, Some(&train));
     let names = info.class_names.clone();
     let dataset = train.fingerprint().to_string();
-    let trainer = Trainer::new(config, &train, &test)
-        .with_context(|| format!("{}", args.data_dir.display()))?;
+    let trainer =
+        Trainer::new(config, &train, &test).with_context(|| format!("{}", data_dir.display()))?;
     let resume = match resumed {
         Some((ck, model, velocity)) => {
-            ck.check_dataset(&dataset, &args.data_dir)?;
+            ck.check_dataset(&dataset, data_dir)?;
             Some(TrainState {
                 epochs: ck.epochs,
                 iterations: ck.iterations,

@@ -204,7 +204,7 @@ fn missing_data_says_how_to_fetch_it() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nothing-here");
     let o = mnist(&["train", "--data-dir", missing.to_str().unwrap()]);
-    assert_rejected(&o, "cargo xtask fetch-data");
+    assert_rejected(&o, "run `mnist fetch` to fetch MNIST into the data home");
 
     // One of the four files missing.
     let data = dir.path().join("data");

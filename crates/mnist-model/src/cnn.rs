@@ -293,11 +293,13 @@ impl Cnn {
     /// Runs the forward pass over `x` in chunks of parts on all cores, and
     /// hands each chunk's first row and parts to `f`, in order.
     fn each_chunk(&self, x: ArrayView2<'_, f32>, mut f: impl FnMut(usize, &[PartWork])) {
-        const CHUNK: usize = PART * 32;
+        // Two parts a thread at a time: enough to keep the threads busy,
+        // few enough that the parts' buffers stay small.
         let threads = default_threads();
+        let chunk = PART * 2 * threads;
         let mut works: Vec<PartWork> = Vec::new();
-        for start in (0..x.nrows()).step_by(CHUNK) {
-            let xs = x.slice(s![start..(start + CHUNK).min(x.nrows()), ..]);
+        for start in (0..x.nrows()).step_by(chunk) {
+            let xs = x.slice(s![start..(start + chunk).min(x.nrows()), ..]);
             let parts = xs.nrows().div_ceil(PART);
             works.resize_with(works.len().max(parts), PartWork::default);
             run_parts(&mut works[..parts], threads, |i, work| {
@@ -308,42 +310,62 @@ impl Cnn {
     }
 
     /// The forward pass over a part's rows, keeping what the backward pass
-    /// needs in `work`; the probabilities end in `work.p`.
+    /// needs in `work`; the probabilities end in `work.p`. Buffers are
+    /// reused from step to step.
     fn forward(&self, x: ArrayView2<'_, f32>, work: &mut PartWork) {
         let n = x.nrows();
         work.convs.resize_with(self.convs.len(), ConvWork::default);
         work.hidden
             .resize_with(self.dense.len() - 1, || Array2::zeros((0, 0)));
-        // The image as one row a pixel, one channel.
-        let pixels = self.side * self.side;
-        let mut input = x.slice(s![.., ..pixels]).to_owned();
-        let mut input = reshape(&mut input, n * pixels, 1);
         let mut side = self.side;
-        for (conv, cw) in self.convs.iter().zip(&mut work.convs) {
+        for l in 0..self.convs.len() {
+            let conv = &self.convs[l];
             let out = side - conv.kernel + 1;
-            im2col(input.view(), n, side, conv, &mut cw.cols);
-            cw.z = Array2::zeros((n * out * out, conv.channels()));
+            // The first convolution reads the pixels of the rows (before
+            // their bias feature), the others the pooling before them.
+            let (before, rest) = work.convs.split_at_mut(l);
+            let cw = &mut rest[0];
+            match before.last() {
+                None if x.is_standard_layout() => {
+                    // Rows of a standard-layout batch are contiguous.
+                    let src = x.as_slice().unwrap_or(&[]);
+                    im2col(src, x.ncols(), n, side, conv, &mut cw.cols);
+                }
+                None => {
+                    let copy = x.to_owned();
+                    let src = copy.as_slice().unwrap_or(&[]);
+                    im2col(src, x.ncols(), n, side, conv, &mut cw.cols);
+                }
+                Some(prev) => {
+                    let src = prev.pooled.as_slice().unwrap_or(&[]);
+                    im2col(src, side * side * conv.inputs, n, side, conv, &mut cw.cols);
+                }
+            }
+            fit(&mut cw.z, n * out * out, conv.channels());
             general_mat_mul(1.0, &cw.cols, &conv.w, 0.0, &mut cw.z);
             add_bias_relu(cw.z.view_mut(), &conv.b);
-            let pooled = out / 2;
             max_pool(cw.z.view(), n, out, &mut cw.pooled, &mut cw.arg);
-            input = cw.pooled.clone();
-            side = pooled;
+            side = out / 2;
         }
-        let flat_len = side * side * input.ncols();
-        work.flat = reshape(&mut input, n, flat_len);
-        let mut a = work.flat.view().to_owned();
-        for (l, layer) in self.dense.iter().enumerate() {
-            let mut z = Array2::zeros((n, layer.weights().ncols()));
-            general_mat_mul(1.0, &a, &layer.weights(), 0.0, &mut z);
+        for l in 0..self.dense.len() {
+            let layer = &self.dense[l];
+            let (done, rest) = work.hidden.split_at_mut(l.min(self.dense.len() - 1));
+            let input = match l {
+                0 => flat_view(&work.convs, n),
+                _ => done[l - 1].view(),
+            };
+            let z = if l + 1 < self.dense.len() {
+                &mut rest[0]
+            } else {
+                &mut work.p
+            };
+            fit(z, n, layer.weights().ncols());
+            general_mat_mul(1.0, &input, &layer.weights(), 0.0, z);
             if l + 1 < self.dense.len() {
                 add_bias_relu(z.view_mut(), layer.biases());
-                work.hidden[l] = z.clone();
-                a = z;
             } else {
-                z += layer.biases();
+                *z += layer.biases();
                 softmax_rows(z.view_mut());
-                work.p = z;
             }
         }
     }
@@ -366,56 +388,65 @@ impl Cnn {
             }
         });
         work.loss = loss;
-        let layers = self.convs.len() + self.dense.len();
-        work.grads.resize_with(layers, Default::default);
-        // At the logits: (p - y) / batch.
-        let mut dz = Array2::zeros(work.p.raw_dim());
-        Zip::from(&mut dz)
+        let convs = self.convs.len();
+        work.grads.resize_with(convs + self.dense.len(), || {
+            (Array2::zeros((0, 0)), Array1::zeros(0))
+        });
+        work.back
+            .resize_with(self.dense.len() + 1, || Array2::zeros((0, 0)));
+        // At the logits: (p - y) / batch, into the last gradient buffer.
+        let last = self.dense.len();
+        fit(&mut work.back[last], n, self.classes());
+        Zip::from(&mut work.back[last])
             .and(&work.p)
             .and(&y)
             .for_each(|d, &p, &y| *d = (p - y) * scale);
         for l in (0..self.dense.len()).rev() {
             let layer = &self.dense[l];
-            let input = if l == 0 {
-                work.flat.view()
-            } else {
-                work.hidden[l - 1].view()
+            let input = match l {
+                0 => flat_view(&work.convs, n),
+                _ => work.hidden[l - 1].view(),
             };
-            let (gw, gb) = &mut work.grads[self.convs.len() + l];
-            *gw = Array2::zeros(layer.weights().raw_dim());
-            general_mat_mul(1.0, &input.t(), &dz, 0.0, gw);
+            let (below, above) = work.back.split_at_mut(l + 1);
+            let dz = &above[0];
+            let (gw, gb) = &mut work.grads[convs + l];
+            fit(gw, layer.weights().nrows(), layer.weights().ncols());
+            general_mat_mul(1.0, &input.t(), dz, 0.0, gw);
             *gb = dz.sum_axis(Axis(0));
-            let mut da = Array2::zeros((n, layer.weights().nrows()));
-            general_mat_mul(1.0, &dz, &layer.weights().t(), 0.0, &mut da);
+            let da = &mut below[l];
+            fit(da, n, layer.weights().nrows());
+            general_mat_mul(1.0, dz, &layer.weights().t(), 0.0, da);
             if l > 0 {
-                Zip::from(&mut da).and(&input).for_each(|d, &a| {
+                Zip::from(da).and(&input).for_each(|d, &a| {
                     if a <= 0.0 {
                         *d = 0.0;
                     }
                 });
             }
-            dz = da;
         }
-        // `dz` is now the gradient at the last pooling's values.
-        let mut dpooled = dz;
-        let mut side_in: Vec<usize> = Vec::with_capacity(self.convs.len());
+        // `back[0]` is now the gradient at the last pooling's values, one
+        // row an image; the convolutions pass theirs down through `dpooled`.
+        let mut sides = Vec::with_capacity(convs);
         let mut side = self.side;
         for conv in &self.convs {
-            side_in.push(side);
+            sides.push(side);
             side = pooled_side(side, conv.kernel);
         }
-        for (l, conv) in self.convs.iter().enumerate().rev() {
-            let cw = &work.convs[l];
-            let channels = conv.channels();
-            let pooled_rows = cw.pooled.nrows();
-            let dp = reshape(&mut dpooled, pooled_rows, channels);
+        for l in (0..convs).rev() {
+            let conv = &self.convs[l];
+            let (here, above) = work.convs.split_at_mut(l + 1);
+            let cw = &mut here[l];
+            let dpooled: &[f32] = if l + 1 == convs {
+                work.back[0].as_slice().unwrap_or(&[])
+            } else {
+                above[0].dinput.as_slice().unwrap_or(&[])
+            };
             // Each pooled value came from one pixel; ReLU passes what was
             // positive.
-            let mut dzc = Array2::<f32>::zeros(cw.z.raw_dim());
-            if let (Some(flat_dz), Some(flat_dp), Some(z)) =
-                (dzc.as_slice_mut(), dp.as_slice(), cw.z.as_slice())
-            {
-                for (&at, &g) in cw.arg.iter().zip(flat_dp) {
+            fit(&mut cw.dz, cw.z.nrows(), cw.z.ncols());
+            cw.dz.fill(0.0);
+            if let (Some(flat_dz), Some(z)) = (cw.dz.as_slice_mut(), cw.z.as_slice()) {
+                for (&at, &g) in cw.arg.iter().zip(dpooled) {
                     let at = at as usize;
                     if z[at] > 0.0 {
                         flat_dz[at] = g;
@@ -423,25 +454,30 @@ impl Cnn {
                 }
             }
             let (gw, gb) = &mut work.grads[l];
-            *gw = Array2::zeros(conv.w.raw_dim());
-            general_mat_mul(1.0, &cw.cols.t(), &dzc, 0.0, gw);
-            *gb = dzc.sum_axis(Axis(0));
+            fit(gw, conv.w.nrows(), conv.w.ncols());
+            general_mat_mul(1.0, &cw.cols.t(), &cw.dz, 0.0, gw);
+            *gb = cw.dz.sum_axis(Axis(0));
             if l > 0 {
-                let mut dcols = Array2::zeros(cw.cols.raw_dim());
-                general_mat_mul(1.0, &dzc, &conv.w.t(), 0.0, &mut dcols);
-                dpooled = col2im(dcols.view(), n, side_in[l], conv);
+                fit(&mut cw.dcols, cw.cols.nrows(), cw.cols.ncols());
+                general_mat_mul(1.0, &cw.dz, &conv.w.t(), 0.0, &mut cw.dcols);
+                col2im(cw.dcols.view(), n, sides[l], conv, &mut cw.dinput);
             }
         }
     }
 }
 
-/// What one part of a batch keeps between the passes.
+/// What one part of a batch keeps between the passes and from step to
+/// step (the buffers keep their size, so a step allocates nothing).
 #[derive(Debug, Default)]
 struct PartWork {
     convs: Vec<ConvWork>,
-    flat: Array2<f32>,
+    /// The dense layers' outputs after ReLU, but the last.
     hidden: Vec<Array2<f32>>,
+    /// The probabilities.
     p: Array2<f32>,
+    /// The gradients at the dense layers' inputs (`back[l]` at layer
+    /// `l`'s), and at the logits (`back[layers]`).
+    back: Vec<Array2<f32>>,
     grads: Vec<(Array2<f32>, Array1<f32>)>,
     loss: f64,
 }
@@ -457,32 +493,43 @@ struct ConvWork {
     pooled: Array2<f32>,
     /// For each pooled value, the index in `z` it came from.
     arg: Vec<u32>,
+    /// The gradient at `z`.
+    dz: Array2<f32>,
+    /// The gradient at `cols`.
+    dcols: Array2<f32>,
+    /// The gradient at the input (the previous pooling's values).
+    dinput: Array2<f32>,
 }
 
-/// `a` (in standard layout) seen with another shape of the same size.
-fn reshape(a: &mut Array2<f32>, rows: usize, cols: usize) -> Array2<f32> {
-    let owned = std::mem::take(a);
-    let len = owned.len();
-    let flat: Vec<f32> = if owned.is_standard_layout() {
-        owned.into_raw_vec_and_offset().0
-    } else {
-        owned.iter().copied().collect()
-    };
-    debug_assert_eq!(len, rows * cols);
-    Array2::from_shape_vec((rows, cols), flat).unwrap_or_else(|_| Array2::zeros((rows, cols)))
+/// Gives `a` the shape `(rows, cols)`, keeping its buffer when it has it
+/// already; the values are to be overwritten.
+fn fit(a: &mut Array2<f32>, rows: usize, cols: usize) {
+    if a.dim() != (rows, cols) {
+        *a = Array2::zeros((rows, cols));
+    }
+}
+
+/// The last pooling's values of the `n` images, one row an image.
+fn flat_view(convs: &[ConvWork], n: usize) -> ArrayView2<'_, f32> {
+    let pooled = convs
+        .last()
+        .and_then(|c| c.pooled.as_slice())
+        .unwrap_or(&[]);
+    let per = pooled.len().checked_div(n).unwrap_or(0);
+    ArrayView2::from_shape((n, per), &pooled[..n * per])
+        .expect("n rows of `per` values fit a slice of n * per values")
 }
 
 /// Unrolls the `kernel x kernel` patches of `n` images of `side` pixels
-/// (one row a pixel, one column a channel) into `cols`: one row an output
-/// pixel, columns in (row, column, channel) order.
-fn im2col(input: ArrayView2<'_, f32>, n: usize, side: usize, conv: &Conv, cols: &mut Array2<f32>) {
+/// into `cols`: one row an output pixel, columns in (row, column, channel)
+/// order. Image `i` starts at `src[i * stride]`, pixel by pixel, channel by
+/// channel.
+fn im2col(src: &[f32], stride: usize, n: usize, side: usize, conv: &Conv, cols: &mut Array2<f32>) {
     let (k, c) = (conv.kernel, conv.inputs);
     let out = side - k + 1;
     let width = k * k * c;
-    if cols.dim() != (n * out * out, width) {
-        *cols = Array2::zeros((n * out * out, width));
-    }
-    let (Some(src), Some(dst)) = (input.as_slice(), cols.as_slice_mut()) else {
+    fit(cols, n * out * out, width);
+    let Some(dst) = cols.as_slice_mut() else {
         return;
     };
     for img in 0..n {
@@ -490,7 +537,7 @@ fn im2col(input: ArrayView2<'_, f32>, n: usize, side: usize, conv: &Conv, cols: 
             for ox in 0..out {
                 let row = ((img * out + oy) * out + ox) * width;
                 for ky in 0..k {
-                    let from = ((img * side + oy + ky) * side + ox) * c;
+                    let from = img * stride + ((oy + ky) * side + ox) * c;
                     let to = row + ky * k * c;
                     dst[to..to + k * c].copy_from_slice(&src[from..from + k * c]);
                 }
@@ -502,13 +549,14 @@ fn im2col(input: ArrayView2<'_, f32>, n: usize, side: usize, conv: &Conv, cols: 
 /// The gradient at a convolution's input from the gradient at its unrolled
 /// patches: each patch value added back to the pixel it came from, in a
 /// fixed order.
-fn col2im(dcols: ArrayView2<'_, f32>, n: usize, side: usize, conv: &Conv) -> Array2<f32> {
+fn col2im(dcols: ArrayView2<'_, f32>, n: usize, side: usize, conv: &Conv, input: &mut Array2<f32>) {
     let (k, c) = (conv.kernel, conv.inputs);
     let out = side - k + 1;
     let width = k * k * c;
-    let mut input = Array2::<f32>::zeros((n * side * side, c));
+    fit(input, n * side * side, c);
+    input.fill(0.0);
     let (Some(src), Some(dst)) = (dcols.as_slice(), input.as_slice_mut()) else {
-        return input;
+        return;
     };
     for img in 0..n {
         for oy in 0..out {
@@ -524,7 +572,6 @@ fn col2im(dcols: ArrayView2<'_, f32>, n: usize, side: usize, conv: &Conv) -> Arr
             }
         }
     }
-    input
 }
 
 fn add_bias_relu(mut z: ArrayViewMut2<'_, f32>, b: &Array1<f32>) {
@@ -547,7 +594,7 @@ fn max_pool(
 ) {
     let c = z.ncols();
     let half = side / 2;
-    *pooled = Array2::zeros((n * half * half, c));
+    fit(pooled, n * half * half, c);
     arg.clear();
     arg.resize(n * half * half * c, 0);
     let (Some(src), Some(dst)) = (z.as_slice(), pooled.as_slice_mut()) else {

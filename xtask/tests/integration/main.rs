@@ -1,9 +1,7 @@
-//! Integration tests of `xtask`: the fetcher against local HTTP servers and
-//! directories, `synth` on a tiny dataset, and the command line. Nothing
-//! here touches the network.
+//! Integration tests of `xtask`: `synth` on a tiny dataset and the command
+//! line. Nothing here touches the network (the fetcher's own tests are in
+//! `crates/mnist-fetch`).
 
 mod cli;
-mod fetch;
 mod fixture;
-mod server;
 mod synth;

@@ -232,7 +232,7 @@ impl Client {
             .timeout_connect(timeout)
             .timeout_read(timeout)
             .timeout_write(timeout)
-            .user_agent(concat!("xtask/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("mnist-fetch/", env!("CARGO_PKG_VERSION")))
             .build();
         Self { agent, timeout }
     }

@@ -2,14 +2,16 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
-use xtask::checksum::sha256_hex;
-use xtask::{fetch, AllMirrorsFailed, Outcome, Report, SHA256SUMS};
+use mnist_fetch::checksum::sha256_hex;
+use mnist_fetch::{
+    AllMirrorsFailed, DatasetSpec, Error, Event, Options, Outcome, Progress, Report, Silent,
+    SHA256SUMS,
+};
 
 use crate::fixture::{all_final, listing, Fixture, TestResult, NAMES};
 use crate::server::{Reply, Server};
@@ -54,10 +56,15 @@ fn assert_contents(fixture: &Fixture, dir: &Path) -> TestResult {
     Ok(())
 }
 
-fn all_failed(error: &anyhow::Error) -> &AllMirrorsFailed {
-    match error.downcast_ref::<AllMirrorsFailed>() {
-        Some(failed) => failed,
-        None => panic!("expected AllMirrorsFailed, got: {error:#}"),
+/// Fetches with no progress shown.
+fn fetch(spec: &DatasetSpec, options: &Options) -> Result<Report, Error> {
+    mnist_fetch::fetch(spec, options, &Silent)
+}
+
+fn all_failed(error: &Error) -> &AllMirrorsFailed {
+    match error {
+        Error::AllMirrorsFailed(failed) => failed,
+        _ => panic!("expected AllMirrorsFailed, got: {error}"),
     }
 }
 
@@ -495,40 +502,46 @@ fn forced_run_that_fails_keeps_the_valid_files() -> TestResult {
     assert_contents(&fixture, &out.path().join("tiny"))
 }
 
+/// Sends each event's line down a channel.
+struct Lines(mpsc::Sender<String>);
+
+impl Progress for Lines {
+    fn event(&self, event: &Event<'_>) {
+        let _ = self.0.send(event.to_string());
+    }
+}
+
 #[test]
 fn a_second_fetch_into_the_same_folder_waits_for_the_first() -> TestResult {
+    let fixture = Fixture::new();
+    let empty = Server::always(Reply::Status(404))?;
     let out = tempfile::tempdir()?;
-    let out_arg = out.path().to_str().ok_or("temp path is not UTF-8")?;
     // Stand in for a first fetch that holds the folder's lock.
-    let lock = fs::File::create(out.path().join(".mnist.lock"))?;
+    let lock = fs::File::create(out.path().join(".tiny.lock"))?;
     lock.lock()?;
-    let mut second = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["fetch-data", "--out", out_arg])
-        .env_remove("MNIST_MIRROR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = second.stderr.take().ok_or("no stderr")?;
-    let first_line = BufReader::new(stderr).lines().next();
-    // While the lock is held the second fetch can only wait: it is still
-    // there, and has written nothing.
-    let still_waiting = second.try_wait()?.is_none();
-    second.kill()?;
-    second.wait()?;
+    let options = fixture.options(out.path(), &[empty.url()])?;
+    let spec = fixture.spec.clone();
+    let (sender, lines) = mpsc::channel();
+    let second = std::thread::spawn(move || {
+        mnist_fetch::fetch(&spec, &options, &Lines(sender)).map_err(|e| e.to_string())
+    });
+    let first_line = lines.recv()?;
+    // While the lock is held the second fetch can only wait: it has said so,
+    // and has written nothing.
     assert_eq!(
-        first_line.transpose()?.as_deref(),
-        Some(
-            format!(
-                "another fetch is writing into {}; waiting for it to finish",
-                out.path().join("mnist").display()
-            )
-            .as_str()
+        first_line,
+        format!(
+            "another fetch is writing into {}; waiting for it to finish",
+            out.path().join("tiny").display()
         )
     );
-    assert!(still_waiting, "the second fetch did not wait");
-    assert!(listing(&out.path().join("mnist")).is_empty());
+    assert!(!second.is_finished(), "the second fetch did not wait");
+    assert!(listing(&out.path().join("tiny")).is_empty());
+    assert_eq!(empty.requests(), Vec::<String>::new());
     drop(lock);
+    // Once the lock is free, it goes on (and finds nothing on the mirror).
+    let result = second.join().map_err(|_| "fetch thread panicked")?;
+    assert!(result.is_err_and(|e| e.contains("could not fetch")));
     Ok(())
 }
 

@@ -198,8 +198,9 @@ impl DatasetSpec {
     }
 }
 
-/// The datasets `fetch-data` knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+/// The datasets the fetcher knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Dataset {
     /// Handwritten digits.
     #[default]
@@ -218,12 +219,44 @@ impl Dataset {
     }
 }
 
-impl fmt::Display for Dataset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Dataset {
+    /// Every dataset, in the order they are listed.
+    pub const ALL: [Self; 2] = [Self::Mnist, Self::FashionMnist];
+
+    /// Its name, which is also the name of its folder: `mnist` or
+    /// `fashion-mnist`.
+    pub fn name(self) -> &'static str {
+        match self {
             Self::Mnist => "mnist",
             Self::FashionMnist => "fashion-mnist",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Dataset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A dataset name the fetcher does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown dataset `{name}`: expected mnist or fashion-mnist")]
+pub struct UnknownDataset {
+    /// The name as given.
+    pub name: String,
+}
+
+impl std::str::FromStr for Dataset {
+    type Err = UnknownDataset;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == name)
+            .ok_or_else(|| UnknownDataset {
+                name: name.to_owned(),
+            })
     }
 }
 
@@ -259,6 +292,18 @@ mod tests {
             "",
         );
         assert_eq!(file.idx_len(), None);
+    }
+
+    #[test]
+    fn names_parse_back() {
+        for dataset in Dataset::ALL {
+            assert_eq!(dataset.name().parse(), Ok(dataset));
+            assert_eq!(dataset.spec().name, dataset.name());
+        }
+        assert_eq!(
+            "cifar".parse::<Dataset>().map_err(|e| e.to_string()),
+            Err("unknown dataset `cifar`: expected mnist or fashion-mnist".to_owned())
+        );
     }
 
     #[test]
