@@ -4,5 +4,7 @@
 //! `cargo xtask fetch-data` does too).
 #![allow(clippy::unwrap_used)] // Tests unwrap what they built themselves.
 
+mod browser;
+mod export;
 mod library;
 mod real_data;

@@ -19,7 +19,8 @@ use crate::plot::{encode_png, register_fonts, Format};
 /// Arguments of `mnist errors`.
 #[derive(Debug, Args)]
 pub struct ErrorsArgs {
-    /// The model file written by `mnist train --save`.
+    /// The model file written by `mnist train --save` (JSON), or its
+    /// safetensors export.
     #[arg(long, value_name = "MODEL.json")]
     pub model: PathBuf,
     /// The picture to write (.png).

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::data::EvalSet;
 use crate::data::{check_model_fits, open_part, DatasetInfo};
 use crate::data_home;
+use crate::output::write_atomic;
 use crate::paths::Files;
 use crate::report::TestReport;
 use crate::train::write_report;
@@ -19,7 +20,8 @@ use crate::train::write_report;
 /// Arguments of `mnist eval`.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct EvalArgs {
-    /// The model file written by `mnist train --save`.
+    /// The model file written by `mnist train --save` (JSON), or its
+    /// safetensors export.
     #[arg(long, value_name = "MODEL.json")]
     pub model: PathBuf,
     /// Folder with the four decompressed IDX files [default: mnist/ in the
@@ -29,6 +31,21 @@ pub struct EvalArgs {
     /// Write the report here (JSON).
     #[arg(long, value_name = "REPORT.json")]
     pub report: Option<PathBuf>,
+    /// Write the model's outputs for every test image here (JSON:
+    /// `output_kind`, `classes`, `outputs` with one row of outputs per image,
+    /// `predicted` and `labels`).
+    #[arg(long, value_name = "OUTPUTS.json")]
+    pub outputs: Option<PathBuf>,
+}
+
+/// What `--outputs` writes.
+#[derive(Debug, Serialize)]
+struct Outputs<'a> {
+    output_kind: &'static str,
+    classes: &'a [String],
+    outputs: Vec<Vec<f32>>,
+    predicted: Vec<usize>,
+    labels: &'a [u8],
 }
 
 #[derive(Debug, Serialize)]
@@ -57,6 +74,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         Some(path) => Some(files.output_file("--report", path)?),
         None => None,
     };
+    let outputs_file = match &args.outputs {
+        Some(path) => Some(files.output_file("--outputs", path)?),
+        None => None,
+    };
     let t_load = Instant::now();
     // The model's errors name the file.
     let (model, metadata) = Model::load_with_metadata(&args.model)?;
@@ -78,6 +99,18 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         report.samples
     );
     say_raw!("{}", report.render());
+    if let Some(real) = &outputs_file {
+        let proba = model.predict_proba(set.x.view())?;
+        let predicted = model.predict(set.x.view())?;
+        let outputs = Outputs {
+            output_kind: model.output_kind(),
+            classes: &info.class_names,
+            outputs: proba.rows().into_iter().map(|r| r.to_vec()).collect(),
+            predicted,
+            labels: &set.labels,
+        };
+        write_atomic(real, serde_json::to_string(&outputs)?.as_bytes())?;
+    }
     if let (Some(path), Some(real)) = (&args.report, &report_file) {
         write_report(
             path,

@@ -28,6 +28,7 @@ mod data_home;
 mod digitize;
 mod errors;
 mod eval;
+mod export;
 mod fetch;
 mod inspect;
 mod output;
@@ -36,6 +37,7 @@ mod plot;
 mod predict;
 mod progress;
 mod report;
+mod serve;
 mod train;
 
 /// Train, evaluate and inspect MNIST models. With no subcommand, trains with
@@ -70,6 +72,10 @@ enum Command {
     Plot(plot::PlotArgs),
     /// Draw the test digits a model misclassifies.
     Errors(errors::ErrorsArgs),
+    /// Write a model as ONNX, safetensors or a JSON model file.
+    Export(export::ExportArgs),
+    /// Serve a page to draw a digit on, and a JSON API that predicts.
+    Serve(serve::ServeArgs),
     /// Download, verify and decompress a dataset into the data home.
     Fetch(fetch::FetchArgs),
     /// Print a shell's completion script for `mnist`.
@@ -177,6 +183,8 @@ fn main() -> ExitCode {
         Some(Command::Predict(args)) => predict::run(&args),
         Some(Command::Plot(args)) => plot::run(&args),
         Some(Command::Errors(args)) => errors::run(&args),
+        Some(Command::Export(args)) => export::run(&args),
+        Some(Command::Serve(args)) => serve::run(&args),
         Some(Command::Fetch(args)) => fetch::run(&args),
         Some(Command::Completions(args)) => completions(args.shell),
         Some(Command::Man) => man(),

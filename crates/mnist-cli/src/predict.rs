@@ -18,7 +18,8 @@ use crate::digitize::{digitize, SIDE};
 /// Arguments of `mnist predict`.
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// The model file written by `mnist train --save`.
+    /// The model file written by `mnist train --save` (JSON), or its
+    /// safetensors export.
     #[arg(long, value_name = "MODEL.json")]
     pub model: PathBuf,
     /// PNG or JPEG pictures of one digit each, of up to 8192 x 8192 pixels
@@ -41,14 +42,16 @@ pub struct PredictArgs {
 /// Where an input came from.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "snake_case")]
-enum Source {
+pub enum Source {
     File(PathBuf),
     TestIndex(usize),
+    /// The body of a request to `mnist serve`.
+    Upload,
 }
 
 /// One input's prediction.
 #[derive(Debug, Serialize)]
-struct Prediction {
+pub struct Prediction {
     source: Source,
     /// Name of the predicted class.
     predicted: String,
@@ -65,6 +68,33 @@ struct Prediction {
     outputs: Vec<f32>,
     /// The outputs divided by their sum.
     normalized: Vec<f32>,
+    /// The 28 x 28 image the model read, row by row (for `mnist serve`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixels: Option<Vec<u8>>,
+}
+
+impl Prediction {
+    /// The prediction of `outputs` (one per class) for an input from
+    /// `source` with the true class `label`, if known.
+    pub fn new(source: Source, outputs: Vec<f32>, label: Option<usize>, names: &[String]) -> Self {
+        let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
+        let predicted_class = argmax(&outputs);
+        let sum: f32 = outputs.iter().sum();
+        let normalized = outputs
+            .iter()
+            .map(|&v| if sum > 0.0 { v / sum } else { 0.0 })
+            .collect();
+        Prediction {
+            source,
+            predicted: name(predicted_class),
+            predicted_class,
+            label: label.map(name),
+            label_class: label,
+            outputs,
+            normalized,
+            pixels: None,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -79,33 +109,68 @@ struct PredictOutput<'a> {
 /// The most pixels a picture may have: 8192 x 8192, which decoded as RGBA
 /// with 16 bits a channel (8 bytes a pixel) just fills the 512 MiB the
 /// image decoder allows itself by default.
-const MAX_PIXELS: u64 = 8192 * 8192;
+pub const MAX_PIXELS: u64 = 8192 * 8192;
 
 /// Reads and decodes a picture, and digitises it.
 fn load_image(path: &Path) -> Result<[u8; SIDE * SIDE]> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let not_an_image = || format!("{}: not a PNG or JPEG image", path.display());
-    let reader = || image::ImageReader::new(Cursor::new(&bytes)).with_guessed_format();
+    decode_picture(&bytes, MAX_PIXELS).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Why a picture was refused.
+#[derive(Debug)]
+pub enum PictureError {
+    /// Not an image this program decodes.
+    NotAnImage(String),
+    /// More pixels than allowed, or too large to decode.
+    TooLarge(String),
+    /// Decoded, but nothing to digitise (e.g. blank).
+    Unusable(String),
+}
+
+impl std::fmt::Display for PictureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PictureError::NotAnImage(m) | PictureError::TooLarge(m) | PictureError::Unusable(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+impl std::error::Error for PictureError {}
+
+/// Decodes a PNG or JPEG picture of at most `max_pixels` pixels (checked in
+/// its header, before anything is decoded) and digitises it.
+pub fn decode_picture(
+    bytes: &[u8],
+    max_pixels: u64,
+) -> std::result::Result<[u8; SIDE * SIDE], PictureError> {
+    let not_an_image = |e: &dyn std::fmt::Display| {
+        PictureError::NotAnImage(format!("not a PNG or JPEG image: {e}"))
+    };
+    let reader = || image::ImageReader::new(Cursor::new(bytes)).with_guessed_format();
     // The size is in the header: read it alone, without the decoder's
     // memory limit, to say what is too large before anything is decoded.
-    let mut header = reader().with_context(not_an_image)?;
+    let mut header = reader().map_err(|e| not_an_image(&e))?;
     header.no_limits();
-    let (w, h) = header.into_dimensions().with_context(not_an_image)?;
-    if u64::from(w) * u64::from(h) > MAX_PIXELS {
-        bail!(
-            "{}: the image is too large: {w} x {h} pixels, more than the limit of {MAX_PIXELS} pixels (8192 x 8192)",
-            path.display()
-        );
+    let (w, h) = header.into_dimensions().map_err(|e| not_an_image(&e))?;
+    if u64::from(w) * u64::from(h) > max_pixels {
+        let side = (max_pixels as f64).sqrt() as u64;
+        return Err(PictureError::TooLarge(format!(
+            "the image is too large: {w} x {h} pixels, more than the limit of {max_pixels} pixels ({side} x {side})"
+        )));
     }
-    let img = match reader().with_context(not_an_image)?.decode() {
+    let img = match reader().map_err(|e| not_an_image(&e))?.decode() {
         Ok(img) => img,
         // Within the pixel limit, a decoder may still need more memory
         // than it allows itself (16-bit channels and its own buffers).
-        Err(image::ImageError::Limits(e)) => bail!(
-            "{}: the image is too large to decode: {w} x {h} pixels ({e})",
-            path.display()
-        ),
-        Err(e) => return Err(e).with_context(not_an_image),
+        Err(image::ImageError::Limits(e)) => {
+            return Err(PictureError::TooLarge(format!(
+                "the image is too large to decode: {w} x {h} pixels ({e})"
+            )))
+        }
+        Err(e) => return Err(not_an_image(&e)),
     };
     // Transparent pixels are paper: drawings often have ink on nothing.
     let la = img.to_luma_alpha8();
@@ -118,7 +183,7 @@ fn load_image(path: &Path) -> Result<[u8; SIDE * SIDE]> {
             ((l * a + 255 * (255 - a) + 127) / 255) as u8
         })
         .collect();
-    digitize(&gray, w as usize, h as usize).with_context(|| format!("{}", path.display()))
+    digitize(&gray, w as usize, h as usize).map_err(|e| PictureError::Unusable(e.to_string()))
 }
 
 /// Runs `mnist predict`. A picture that cannot be read does not stop the
@@ -195,29 +260,10 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         pre.apply_into(pixels, out);
     }
     let proba = model.predict_proba(x.view())?;
-    let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
-
     let predictions: Vec<Prediction> = inputs
         .into_iter()
         .zip(proba.rows())
-        .map(|((source, _, label), p)| {
-            let outputs = p.to_vec();
-            let predicted_class = argmax(&outputs);
-            let sum: f32 = outputs.iter().sum();
-            let normalized = outputs
-                .iter()
-                .map(|&v| if sum > 0.0 { v / sum } else { 0.0 })
-                .collect();
-            Prediction {
-                source,
-                predicted: name(predicted_class),
-                predicted_class,
-                label: label.map(name),
-                label_class: label,
-                outputs,
-                normalized,
-            }
-        })
+        .map(|((source, _, label), p)| Prediction::new(source, p.to_vec(), label, &names))
         .collect();
 
     if predictions.is_empty() {
@@ -277,6 +323,7 @@ fn render(names: &[String], kind: &str, predictions: &[Prediction]) -> String {
         let what = match &p.source {
             Source::File(path) => path.display().to_string(),
             Source::TestIndex(i) => format!("test image {i}"),
+            Source::Upload => "the picture".to_string(),
         };
         let _ = write!(s, "{what}: predicted {}", p.predicted);
         if let Some(label) = &p.label {

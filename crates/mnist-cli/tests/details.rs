@@ -389,3 +389,119 @@ fn the_timing_line_names_what_computed_the_steps() {
     let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["kernel"], "ndarray matrix products");
 }
+
+#[test]
+fn export_writes_each_format_and_every_command_reads_safetensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, model) = trained(dir.path(), &["--preset", "mlp", "--hidden", "8"]);
+    let (d, m) = (data.to_str().unwrap(), model.to_str().unwrap());
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    for name in ["m.safetensors", "m.onnx", "back.json"] {
+        let o = mnist(&["export", "--model", m, "-o", &path(name)]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            stdout(&o).starts_with(&format!(
+                "wrote {} (network 785 -> 8 (ReLU) -> 10, softmax; ",
+                path(name)
+            )),
+            "{}",
+            stdout(&o)
+        );
+    }
+    // The JSON written back is the model file itself, dataset and all.
+    assert_eq!(
+        std::fs::read(&model).unwrap(),
+        std::fs::read(path("back.json")).unwrap()
+    );
+    let st = path("m.safetensors");
+    let pic = path("p.png");
+    picture(Path::new(&pic));
+    for args in [
+        vec!["eval", "--data-dir", d],
+        vec!["predict", "--json", &pic, "--index", "3", "--data-dir", d],
+    ] {
+        let from = |model: &str| {
+            let mut a = args.clone();
+            a.extend(["--model", model]);
+            let o = mnist(&a);
+            assert!(o.status.success(), "{}", stderr(&o));
+            stdout(&o).replace(model, "MODEL")
+        };
+        assert_eq!(from(m), from(&st), "{args:?}");
+    }
+    let o = mnist(&[
+        "errors",
+        "--model",
+        &st,
+        "--data-dir",
+        d,
+        "-o",
+        &path("e.png"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = mnist(&[
+        "eval",
+        "--model",
+        &st,
+        "--data-dir",
+        d,
+        "--outputs",
+        &path("out.json"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: Value = serde_json::from_slice(&std::fs::read(path("out.json")).unwrap()).unwrap();
+    assert_eq!(out["outputs"].as_array().unwrap().len(), 60);
+    assert_eq!(out["outputs"][0].as_array().unwrap().len(), 10);
+    assert_eq!(out["predicted"].as_array().unwrap().len(), 60);
+    assert_eq!(out["output_kind"], "softmax");
+}
+
+#[test]
+fn export_refuses_what_it_cannot_write_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, model) = trained(dir.path(), &[]);
+    let m = model.to_str().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let before: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_error_line(
+        &mnist(&["export", "--model", m, "-o", &path("m.bin")]),
+        "m.bin: the format is chosen by the extension: give a name ending in .onnx, .safetensors or .json",
+    );
+    assert_error_line(
+        &mnist(&["export", "--model", m, "-o", m]),
+        "--model and -o both name",
+    );
+    assert_error_line(
+        &mnist(&["export", "--model", m, "-o", &path("nope/m.onnx")]),
+        "nope/m.onnx: directory",
+    );
+    assert_error_line(
+        &mnist(&[
+            "export",
+            "--model",
+            &path("absent.json"),
+            "-o",
+            &path("a.onnx"),
+        ]),
+        "absent.json: No such file or directory",
+    );
+    let garbage = path("g.safetensors");
+    std::fs::write(&garbage, b"not a model").unwrap();
+    assert_error_line(
+        &mnist(&["export", "--model", &garbage, "-o", &path("g.onnx")]),
+        "g.safetensors: not a safetensors file",
+    );
+    assert_error_line(
+        &mnist(&["eval", "--model", &garbage]),
+        "g.safetensors: not a safetensors file",
+    );
+    let after: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "g.safetensors")
+        .collect();
+    assert_eq!(before, after);
+}

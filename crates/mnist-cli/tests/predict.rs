@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use mnist_e2e::{idx_u8, stderr, stdout, XorShift};
+use mnist_e2e::{idx_u8, png_declaring, stderr, stdout, XorShift};
 use serde_json::Value;
 
 fn mnist(args: &[&str]) -> Output {
@@ -334,45 +334,6 @@ fn text_output_shows_both_probabilities_and_the_truth() {
         ]),
         "nope.json",
     );
-}
-
-/// CRC-32 (ISO-HDLC, as PNG chunks use), bit by bit.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// A PNG whose header declares a `width` x `height` grayscale image, with
-/// only a few bytes of pixel data: enough for a decoder to read the header,
-/// never enough to decode.
-fn png_declaring(width: u32, height: u32) -> Vec<u8> {
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut chunk = |kind: &[u8; 4], data: &[u8]| {
-        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        png.extend_from_slice(&body);
-        png.extend_from_slice(&crc32(&body).to_be_bytes());
-    };
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit gray, no interlace
-    chunk(b"IHDR", &ihdr);
-    // A zlib header, then a final stored block of four bytes.
-    chunk(b"IDAT", &[0x78, 0x01, 0x01, 4, 0, !4, 0xff, 0, 0, 0, 0]);
-    chunk(b"IEND", &[]);
-    png
 }
 
 #[test]

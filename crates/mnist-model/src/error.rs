@@ -123,6 +123,13 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+
+    /// In-memory safetensors bytes are not a valid model.
+    #[error("safetensors model: {reason}")]
+    ModelTensors {
+        /// What is wrong with them.
+        reason: String,
+    },
 }
 
 /// Result with this crate's [`Error`].

@@ -54,6 +54,7 @@ mod rows;
 mod schedule;
 mod sgd;
 mod sigmoid;
+mod tensors;
 
 pub use crate::{
     background::{with_background, Background},
@@ -71,6 +72,7 @@ pub use crate::{
     rows::RowSource,
     schedule::{post_schedule, Constant, CosineWarmRestarts, LrSchedule, Product, Warmup},
     sgd::{gradient, Sgd, StepScratch},
+    tensors::{conv_name, tensor_name, BIAS_FEATURE, NORMALIZATION},
 };
 
 /// The environment variable that forces a kernel path: `avx512`, `avx2`,

@@ -40,8 +40,27 @@ fn metadata_of(text: &str) -> Metadata {
     }
 }
 
+/// Whether a model file is in the safetensors format: by its name, or by
+/// its first bytes (a little-endian header length that fits in the file,
+/// then the header's `{`), which a JSON file cannot have.
+fn is_safetensors(path: &Path, bytes: &[u8]) -> bool {
+    if path.extension().is_some_and(|e| e == "safetensors") {
+        return true;
+    }
+    match (bytes.get(..8), bytes.get(8)) {
+        (Some(len), Some(b'{')) => {
+            let mut n = [0u8; 8];
+            n.copy_from_slice(len);
+            u64::from_le_bytes(n) <= (bytes.len() - 8) as u64
+        }
+        _ => false,
+    }
+}
+
 impl Model {
-    /// Reads a model file of either version.
+    /// Reads a model file of either version: the JSON this crate writes,
+    /// or the safetensors of [`to_safetensors`](Self::to_safetensors)
+    /// (told apart by the name's `.safetensors` or by the first bytes).
     ///
     /// # Errors
     /// [`Error::Io`] if `path` cannot be read, [`Error::ModelFile`] naming
@@ -63,6 +82,12 @@ impl Model {
             path: path.to_path_buf(),
             reason,
         };
+        if is_safetensors(path, &bytes) {
+            return Self::from_safetensors(&bytes).map_err(|e| match e {
+                Error::ModelTensors { reason } => file_error(reason),
+                other => other,
+            });
+        }
         let text =
             std::str::from_utf8(&bytes).map_err(|e| file_error(format!("not UTF-8 text: {e}")))?;
         let model = Self::from_json_str(text).map_err(|e| match e {
@@ -166,16 +191,31 @@ impl Model {
         self.save_with(path, &Metadata::new())
     }
 
-    /// [`save`](Self::save) with `metadata` in the file.
+    /// [`save`](Self::save) with `metadata` in the file; a name that ends in
+    /// `.safetensors` gets that format (see [`to_file_bytes`](Self::to_file_bytes)).
     ///
     /// # Errors
     /// As [`save`](Self::save).
     pub fn save_with(&self, path: &Path, metadata: &Metadata) -> Result<()> {
-        let text = self.to_json_string_with(metadata)?;
-        write_atomically(path, text.as_bytes()).map_err(|error| Error::Io {
+        let bytes = self.to_file_bytes(path, metadata)?;
+        write_atomically(path, &bytes).map_err(|error| Error::Io {
             path: path.to_path_buf(),
             error,
         })
+    }
+
+    /// The bytes of a model file at `path`: safetensors when its name ends
+    /// in `.safetensors`, the JSON model file otherwise.
+    ///
+    /// # Errors
+    /// As [`to_json_string`](Self::to_json_string) and
+    /// [`to_safetensors`](Self::to_safetensors).
+    pub fn to_file_bytes(&self, path: &Path, metadata: &Metadata) -> Result<Vec<u8>> {
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            self.to_safetensors(metadata)
+        } else {
+            Ok(self.to_json_string_with(metadata)?.into_bytes())
+        }
     }
 
     /// Inputs per sample.
