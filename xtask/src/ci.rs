@@ -96,6 +96,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         "--offline",
     ];
     step(&format!("cargo {}", package.join(" ")));
+    forget_unpacked_packages(&root);
     cargo_step(&cargo, &root, &package)?;
 
     // The same bits on 64-bit ARM, where the tools are installed.
@@ -122,6 +123,46 @@ fn test_command(extra: &[String]) -> Vec<String> {
     }
     args.push("--include-ignored".to_owned());
     args
+}
+
+/// Removes the copies that an earlier `cargo package` unpacked of this
+/// workspace's own crates under `$CARGO_HOME/registry/src`. Cargo unpacks
+/// a package of its local overlay once per name and version, and reuses
+/// that copy on the next run: with the version unchanged but the sources
+/// changed, a crate would be built against its dependencies' old sources.
+/// Best effort: a copy that cannot be removed shows up as a build error.
+fn forget_unpacked_packages(root: &Path) {
+    let Some(home) = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+    else {
+        return;
+    };
+    let Ok(crates) = std::fs::read_dir(root.join("crates")) else {
+        return;
+    };
+    let ours: Vec<String> = crates
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .map(|name| format!("{name}-"))
+        .collect();
+    let Ok(sources) = std::fs::read_dir(home.join("registry/src")) else {
+        return;
+    };
+    for source in sources.filter_map(Result::ok) {
+        let Ok(unpacked) = std::fs::read_dir(source.path()) else {
+            continue;
+        };
+        for entry in unpacked.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_ours = ours.iter().any(|prefix| {
+                name.strip_prefix(prefix.as_str())
+                    .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
+            });
+            if is_ours {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
 }
 
 fn step(title: &str) {
