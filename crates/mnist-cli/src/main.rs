@@ -96,11 +96,13 @@ struct CompletionsArgs {
 fn long_version() -> String {
     let commit = option_env!("MNIST_GIT_COMMIT")
         .map_or_else(|| "commit unknown".to_owned(), |c| format!("commit {c}"));
+    // Not `kernel_path()`: it panics on a bad MNIST_KERNEL, which the
+    // command reports as an error once its arguments are parsed.
+    let runs = mnist_model::select_kernel().unwrap_or("none: MNIST_KERNEL names no path here");
     format!(
-        "{} ({commit})\nSIMD paths this CPU can take: {} (runs {})",
+        "{} ({commit})\nSIMD paths this CPU can take: {} (runs {runs})",
         env!("CARGO_PKG_VERSION"),
         mnist_model::kernel_paths().join(", "),
-        mnist_model::kernel_path()
     )
 }
 
