@@ -53,9 +53,7 @@ pub fn run(args: &ErrorsArgs) -> Result<()> {
     let data_dir = &data_home::resolve(args.data_dir.as_deref(), "mnist")?;
     let mut files = Files::new();
     files.input("--model", &args.model)?;
-    let (images, labels) = Part::Test.paths(data_dir);
-    files.input("--data-dir", &images)?;
-    files.input("--data-dir", &labels)?;
+    files.dataset(data_dir, &[Part::Test])?;
     let output = files.output_file("-o", &args.output)?;
     let (model, metadata) = Model::load_with_metadata(&args.model)?;
     let test = open_part(data_dir, Part::Test)?;

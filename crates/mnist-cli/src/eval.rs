@@ -67,9 +67,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let data_dir = &data_home::resolve(args.data_dir.as_deref(), "mnist")?;
     let mut files = Files::new();
     files.input("--model", &args.model)?;
-    let (images, labels) = Part::Test.paths(data_dir);
-    files.input("--data-dir", &images)?;
-    files.input("--data-dir", &labels)?;
+    files.dataset(data_dir, &[Part::Test])?;
     let report_file = match &args.report {
         Some(path) => Some(files.output_file("--report", path)?),
         None => None,

@@ -62,6 +62,17 @@ impl Files {
         Ok(real)
     }
 
+    /// Adds the image and label files of `parts` of the dataset in `dir`
+    /// (given by `--data-dir` or found in the data home).
+    pub fn dataset(&mut self, dir: &Path, parts: &[mnist_data::Part]) -> Result<()> {
+        for part in parts {
+            let (images, labels) = part.paths(dir);
+            self.input("--data-dir", &images)?;
+            self.input("--data-dir", &labels)?;
+        }
+        Ok(())
+    }
+
     /// Adds a file the command writes: checks that it names a file (not a
     /// folder), that its folder exists and can be written, and that it is
     /// neither an input nor another output. Returns where to write it.

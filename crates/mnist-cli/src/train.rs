@@ -398,11 +398,7 @@ impl RunFiles {
     /// the checkpoint folder resumed from, if any.
     fn new(args: &TrainArgs, data_dir: &Path, resume: Option<&Path>) -> Result<Self> {
         let mut files = Files::new();
-        for part in [Part::Train, Part::Test] {
-            let (images, labels) = part.paths(data_dir);
-            files.input("--data-dir", &images)?;
-            files.input("--data-dir", &labels)?;
-        }
+        files.dataset(data_dir, &[Part::Train, Part::Test])?;
         let resumed_file = resume.map(|dir| real_location(&Checkpoint::path(dir)));
         let checkpoint_dir = match &args.checkpoint_dir {
             Some(dir) => {

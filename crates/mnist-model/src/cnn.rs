@@ -15,8 +15,8 @@ use rand_distr::StandardNormal;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::metrics::{ConfusionMatrix, Evaluation};
-use crate::mlp::Dense;
+use crate::metrics::{check_labels, ConfusionMatrix, Evaluation};
+use crate::mlp::{activate, argmax_rows, Dense, Head};
 
 /// The model-file version of convolutional networks.
 pub const CNN_VERSION: u64 = 3;
@@ -365,7 +365,7 @@ impl Cnn {
                 add_bias_relu(z.view_mut(), layer.biases());
             } else {
                 *z += layer.biases();
-                softmax_rows(z.view_mut());
+                activate(Head::Softmax, z.view_mut());
             }
         }
     }
@@ -622,33 +622,6 @@ fn max_pool(
     }
 }
 
-fn softmax_rows(mut z: ArrayViewMut2<'_, f32>) {
-    for mut row in z.rows_mut() {
-        let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        row.mapv_inplace(|v| (v - max).exp());
-        let sum = row.sum();
-        row.mapv_inplace(|v| v / sum);
-    }
-}
-
-fn argmax_rows(p: ArrayView2<'_, f32>) -> Vec<usize> {
-    p.rows()
-        .into_iter()
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-                    if v > best.1 {
-                        (i, v)
-                    } else {
-                        best
-                    }
-                })
-                .0
-        })
-        .collect()
-}
-
 /// The threads a step uses by default: every core.
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
@@ -848,26 +821,8 @@ impl CnnTrainer {
 /// that is not a class.
 pub fn evaluate_cnn(model: &Cnn, x: ArrayView2<'_, f32>, labels: &[u8]) -> Result<Evaluation> {
     model.check_input(&x)?;
-    if labels.len() != x.nrows() {
-        return Err(Error::DimensionMismatch {
-            what: "labels (one per row)",
-            expected: x.nrows(),
-            found: labels.len(),
-        });
-    }
     let classes = model.classes();
-    if let Some((index, &label)) = labels
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| usize::from(l) >= classes)
-    {
-        return Err(Error::LabelOutOfRange {
-            what: "true",
-            index,
-            label: usize::from(label),
-            classes,
-        });
-    }
+    check_labels(labels, x.nrows(), classes)?;
     let mut predicted = Vec::with_capacity(labels.len());
     let mut loss_sum = 0.0f64;
     model.each_chunk(x, |start, works| {

@@ -239,6 +239,29 @@ pub struct Evaluation {
     pub confusion: ConfusionMatrix,
 }
 
+/// Checks that there is one label per row and that each is a class.
+///
+/// # Errors
+/// [`Error::DimensionMismatch`] or [`Error::LabelOutOfRange`].
+pub(crate) fn check_labels(labels: &[u8], rows: usize, classes: usize) -> Result<()> {
+    if labels.len() != rows {
+        return Err(Error::DimensionMismatch {
+            what: "labels (one per row)",
+            expected: rows,
+            found: labels.len(),
+        });
+    }
+    match labels.iter().position(|&l| usize::from(l) >= classes) {
+        Some(index) => Err(Error::LabelOutOfRange {
+            what: "true",
+            index,
+            label: usize::from(labels[index]),
+            classes,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Loss, accuracy and confusion matrix of `model` on the rows of `x` with
 /// true `labels`, computed chunk by chunk with the fast forward pass (memory
 /// beyond the inputs: a few thousand floats).

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::loss::PROB_CLIP;
-use crate::metrics::{ConfusionMatrix, Evaluation};
+use crate::metrics::{check_labels, ConfusionMatrix, Evaluation};
 use crate::sigmoid::sigmoid;
 
 /// How the network turns its last layer's outputs into probabilities.
@@ -318,7 +318,7 @@ impl Mlp {
 }
 
 /// Applies the head to the logits in place.
-fn activate(head: Head, mut z: ArrayViewMut2<'_, f32>) {
+pub(crate) fn activate(head: Head, mut z: ArrayViewMut2<'_, f32>) {
     match head {
         Head::Sigmoid => z.mapv_inplace(sigmoid),
         Head::Softmax => {
@@ -332,7 +332,7 @@ fn activate(head: Head, mut z: ArrayViewMut2<'_, f32>) {
     }
 }
 
-fn argmax_rows(p: ArrayView2<'_, f32>) -> Vec<usize> {
+pub(crate) fn argmax_rows(p: ArrayView2<'_, f32>) -> Vec<usize> {
     p.rows()
         .into_iter()
         .map(|row| {
@@ -614,15 +614,9 @@ impl MlpTrainer {
 /// that is not a class.
 pub fn evaluate_mlp(model: &Mlp, x: ArrayView2<'_, f32>, labels: &[u8]) -> Result<Evaluation> {
     model.check_input(&x)?;
-    if labels.len() != x.nrows() {
-        return Err(Error::DimensionMismatch {
-            what: "labels (one per row)",
-            expected: x.nrows(),
-            found: labels.len(),
-        });
-    }
-    const CHUNK: usize = 1024;
     let classes = model.classes();
+    check_labels(labels, x.nrows(), classes)?;
+    const CHUNK: usize = 1024;
     let mut work = Work::default();
     let mut predicted = Vec::with_capacity(labels.len());
     let mut loss_sum = 0.0;
@@ -633,16 +627,7 @@ pub fn evaluate_mlp(model: &Mlp, x: ArrayView2<'_, f32>, labels: &[u8]) -> Resul
         let mut yv = y.slice_mut(s![..rows, ..]);
         yv.fill(0.0);
         for (i, &l) in ls.iter().enumerate() {
-            let l = usize::from(l);
-            if l >= classes {
-                return Err(Error::LabelOutOfRange {
-                    what: "true",
-                    index: start + i,
-                    label: l,
-                    classes,
-                });
-            }
-            yv[[i, l]] = 1.0;
+            yv[[i, usize::from(l)]] = 1.0;
         }
         let p = model.forward(xs, &mut work);
         loss_sum += model.loss(p, y.slice(s![..rows, ..])) * rows as f64;
