@@ -107,30 +107,27 @@ pub fn kernel_path() -> &'static str {
     kernel::path().name()
 }
 
-/// Every kernel path this CPU can take, the one it runs
-/// ([`kernel_path`]) first and `"portable"`, which any CPU can take, last.
+/// Every kernel path this CPU can take, fastest first (the one that runs
+/// unless [`KERNEL_ENV`] says otherwise) and `"portable"`, which any CPU
+/// can take, last.
 pub fn kernel_paths() -> Vec<&'static str> {
-    let mut paths = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    {
-        let fma = is_x86_feature_detected!("fma");
-        if fma && is_x86_feature_detected!("avx512f") {
-            paths.push("avx512f+fma");
-        }
-        if fma && is_x86_feature_detected!("avx2") {
-            paths.push("avx2+fma");
-        }
-    }
-    paths.push("portable");
-    paths
+    kernel::Path::ALL
+        .into_iter()
+        .filter(|path| path.missing().is_none())
+        .map(kernel::Path::name)
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_path_taken_is_listed_first_and_portable_last() {
+    fn the_path_taken_is_listed_and_portable_last() {
         let paths = super::kernel_paths();
-        assert_eq!(paths.first(), Some(&super::kernel_path()));
+        if let Ok(path) = super::select_kernel() {
+            assert!(paths.contains(&path), "{path} not in {paths:?}");
+        }
         assert_eq!(paths.last(), Some(&"portable"));
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(paths.first(), Some(&"neon"));
     }
 }
