@@ -778,20 +778,13 @@ impl CnnTrainer {
                 weights_finite: true,
             });
         }
-        let finite = crate::mlp::momentum_update(
+        crate::mlp::momentum_update(
             model.parameters_mut(),
             &total.grads,
             &mut self.velocity,
-            self.momentum,
-            self.weight_decay,
-            lr,
-        );
-        if !finite {
-            return Err(Error::Diverged {
-                loss,
-                weights_finite: false,
-            });
-        }
+            (self.momentum, self.weight_decay, lr),
+            loss,
+        )?;
         Ok(loss)
     }
 

@@ -395,15 +395,18 @@ pub(crate) fn check_optimiser(momentum: f32, weight_decay: f32) -> Result<()> {
 
 /// One update of SGD with momentum and weight decay on each layer's
 /// `(weights, biases)`: `v = momentum * v + g (+ weight_decay * W for the
-/// weights)`, then `W -= lr * v`. Whether every value is still finite.
+/// weights)`, then `W -= lr * v`.
+///
+/// # Errors
+/// [`Error::Diverged`] (with the step's `loss`) when a value is no longer
+/// finite.
 pub(crate) fn momentum_update(
     params: Vec<(&mut Array2<f32>, &mut Array1<f32>)>,
     grads: &[(Array2<f32>, Array1<f32>)],
     velocity: &mut [(Array2<f32>, Array1<f32>)],
-    momentum: f32,
-    weight_decay: f32,
-    lr: f32,
-) -> bool {
+    (momentum, weight_decay, lr): (f32, f32, f32),
+    loss: f64,
+) -> Result<()> {
     let (mu, wd) = (momentum, weight_decay);
     let mut finite = true;
     for (((w, b), (gw, gb)), (vw, vb)) in params.into_iter().zip(grads).zip(velocity) {
@@ -417,7 +420,14 @@ pub(crate) fn momentum_update(
         });
         finite &= w.sum().is_finite() && b.sum().is_finite();
     }
-    finite
+    if finite {
+        Ok(())
+    } else {
+        Err(Error::Diverged {
+            loss,
+            weights_finite: false,
+        })
+    }
 }
 
 /// Checks velocities read back for a trainer whose own are `current`.
@@ -569,20 +579,13 @@ impl MlpTrainer {
             }
             _ => unreachable!("constructors allow one or two layers"),
         }
-        let finite = momentum_update(
+        momentum_update(
             model.layers.iter_mut().map(Dense::parts_mut).collect(),
             &self.grads,
             &mut self.velocity,
-            self.momentum,
-            self.weight_decay,
-            lr,
-        );
-        if !finite {
-            return Err(Error::Diverged {
-                loss,
-                weights_finite: false,
-            });
-        }
+            (self.momentum, self.weight_decay, lr),
+            loss,
+        )?;
         Ok(loss)
     }
 
