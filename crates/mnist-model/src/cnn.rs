@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::metrics::{check_labels, ConfusionMatrix, Evaluation};
-use crate::mlp::{activate, argmax_rows, Dense, Head};
+use crate::mlp::{activate, argmax_rows, check_step, Dense, Head};
 
 /// The model-file version of convolutional networks.
 pub const CNN_VERSION: u64 = 3;
@@ -730,20 +730,7 @@ impl CnnTrainer {
         lr: f32,
     ) -> Result<f64> {
         model.check_input(&x)?;
-        if y.dim() != (x.nrows(), model.classes()) {
-            return Err(Error::DimensionMismatch {
-                what: "one-hot targets (rows x classes)",
-                expected: x.nrows() * model.classes(),
-                found: y.len(),
-            });
-        }
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(Error::InvalidParameter {
-                name: "learning rate",
-                value: lr.to_string(),
-                reason: "must be finite and positive",
-            });
-        }
+        check_step(&y, x.nrows(), model.classes(), lr)?;
         let n = x.nrows();
         let parts = n.div_ceil(PART);
         self.works

@@ -393,6 +393,33 @@ pub(crate) fn check_optimiser(momentum: f32, weight_decay: f32) -> Result<()> {
     Ok(())
 }
 
+/// Checks a step's one-hot targets (`rows x classes`) and learning rate.
+///
+/// # Errors
+/// [`Error::DimensionMismatch`] or [`Error::InvalidParameter`].
+pub(crate) fn check_step(
+    y: &ArrayView2<'_, f32>,
+    rows: usize,
+    classes: usize,
+    lr: f32,
+) -> Result<()> {
+    if y.dim() != (rows, classes) {
+        return Err(Error::DimensionMismatch {
+            what: "one-hot targets (rows x classes)",
+            expected: rows * classes,
+            found: y.len(),
+        });
+    }
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(Error::InvalidParameter {
+            name: "learning rate",
+            value: lr.to_string(),
+            reason: "must be finite and positive",
+        });
+    }
+    Ok(())
+}
+
 /// One update of SGD with momentum and weight decay on each layer's
 /// `(weights, biases)`: `v = momentum * v + g (+ weight_decay * W for the
 /// weights)`, then `W -= lr * v`.
@@ -523,20 +550,7 @@ impl MlpTrainer {
         lr: f32,
     ) -> Result<f64> {
         model.check_input(&x)?;
-        if y.dim() != (x.nrows(), model.classes()) {
-            return Err(Error::DimensionMismatch {
-                what: "one-hot targets (rows x classes)",
-                expected: x.nrows() * model.classes(),
-                found: y.len(),
-            });
-        }
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(Error::InvalidParameter {
-                name: "learning rate",
-                value: lr.to_string(),
-                reason: "must be finite and positive",
-            });
-        }
+        check_step(&y, x.nrows(), model.classes(), lr)?;
         let rows = x.nrows();
         let p = model.forward(x, &mut self.work);
         let loss = model.loss(p, y);
