@@ -15,8 +15,9 @@ use rand_distr::StandardNormal;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::head::Head;
 use crate::metrics::{check_labels, ConfusionMatrix, Evaluation};
-use crate::mlp::{activate, argmax_rows, check_step, Dense, Head};
+use crate::mlp::{activate, argmax_rows, check_step, Dense};
 
 /// The model-file version of convolutional networks.
 pub const CNN_VERSION: u64 = 3;

@@ -18,7 +18,8 @@ use ndarray::Array2;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::linear::{Activation, LinearModel};
+use crate::head::Head;
+use crate::linear::LinearModel;
 
 /// The `"format"` field of a model file.
 pub const MODEL_FORMAT: &str = "mnist-model";
@@ -56,7 +57,7 @@ impl LinearModel {
             "{{\"format\":{},\"version\":{},\"activation\":{},\"features\":{},\"classes\":{},\"weights\":[",
             Value::from(MODEL_FORMAT),
             MODEL_VERSION,
-            Value::from(self.activation().name()),
+            Value::from(self.head().name()),
             self.features(),
             self.classes(),
         );
@@ -220,10 +221,10 @@ fn parse(text: &str) -> std::result::Result<LinearModel, String> {
         return Err(format!("expected version {MODEL_VERSION}, found {version}"));
     }
     let activation = field(&doc, "activation")?;
-    let Some(activation) = activation.as_str().and_then(Activation::from_name) else {
+    let Some(activation) = activation.as_str().and_then(Head::from_name) else {
         return Err(format!(
             "expected activation \"{}\", found {activation}",
-            Activation::Sigmoid.name()
+            Head::Sigmoid.name()
         ));
     };
     let features = positive(&doc, "features")?;
@@ -268,7 +269,11 @@ fn parse(text: &str) -> std::result::Result<LinearModel, String> {
     let weights = Array2::from_shape_vec((features, classes), values)
         .map_err(|e| format!("weights do not form a {features} x {classes} matrix: {e}"))?;
     match activation {
-        Activation::Sigmoid => LinearModel::from_weights(weights.view()).map_err(|e| e.to_string()),
+        Head::Sigmoid => LinearModel::from_weights(weights.view()).map_err(|e| e.to_string()),
+        Head::Softmax => Err(format!(
+            "expected activation \"{}\", found \"softmax\"",
+            Head::Sigmoid.name()
+        )),
     }
 }
 

@@ -42,6 +42,7 @@
 mod background;
 mod cnn;
 mod error;
+mod head;
 mod io;
 mod kernel;
 mod linear;
@@ -60,14 +61,15 @@ pub use crate::{
     background::{with_background, Background},
     cnn::{evaluate_cnn, Cnn, CnnTrainer, Conv, CNN_VERSION, PART},
     error::{Error, Result},
+    head::Head,
     io::{MODEL_FORMAT, MODEL_VERSION},
-    linear::{Activation, Init, LinearModel},
+    linear::{Init, LinearModel},
     loss::{bce_loss, PROB_CLIP},
     metrics::{
         evaluate, evaluate_rows, ClassMetrics, ConfusionMatrix, Evaluation, MacroAverage,
         PendingEvaluation,
     },
-    mlp::{evaluate_mlp, Dense, Head, Mlp, MlpTrainer, NETWORK_VERSION},
+    mlp::{evaluate_mlp, Dense, Mlp, MlpTrainer, NETWORK_VERSION},
     model::{Metadata, Model},
     rows::RowSource,
     schedule::{post_schedule, Constant, CosineWarmRestarts, LrSchedule, Product, Warmup},

@@ -5,6 +5,7 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 
 use crate::error::{Error, Result};
+use crate::head::Head;
 use crate::kernel;
 use crate::rows::RowSource;
 
@@ -28,38 +29,6 @@ impl Default for Init {
     }
 }
 
-/// The function applied to the logits `X W`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Activation {
-    /// An independent logistic sigmoid per class (one-vs-rest), as in the post.
-    #[default]
-    Sigmoid,
-}
-
-impl Activation {
-    /// The name used in model files, e.g. `"sigmoid"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Activation::Sigmoid => "sigmoid",
-        }
-    }
-
-    /// The activation called `name` in a model file, if any.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "sigmoid" => Some(Activation::Sigmoid),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Activation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// A linear classifier `p = activation(X W)` with `W` of shape
 /// `(features, classes)`; for MNIST `(785, 10)`, the last feature being the
 /// constant 1 of the bias.
@@ -70,7 +39,7 @@ impl std::fmt::Display for Activation {
 pub struct LinearModel {
     features: usize,
     classes: usize,
-    activation: Activation,
+    head: Head,
     /// `[chunk][class][lane]`, zero beyond `features` (see `kernel`).
     packed: Vec<f32>,
 }
@@ -95,7 +64,7 @@ impl LinearModel {
         let mut model = LinearModel {
             features,
             classes,
-            activation: Activation::Sigmoid,
+            head: Head::Sigmoid,
             packed: vec![0.0; kernel::packed_len(features, classes)],
         };
         match init {
@@ -142,7 +111,7 @@ impl LinearModel {
         Ok(LinearModel {
             features,
             classes,
-            activation: Activation::Sigmoid,
+            head: Head::Sigmoid,
             packed,
         })
     }
@@ -164,9 +133,9 @@ impl LinearModel {
         self.classes
     }
 
-    /// The activation applied to the logits.
-    pub fn activation(&self) -> Activation {
-        self.activation
+    /// The head applied to the logits.
+    pub fn head(&self) -> Head {
+        self.head
     }
 
     /// The weights in the kernels' packed layout (for tests of the kernels).

@@ -13,45 +13,10 @@ use rand_distr::StandardNormal;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::head::Head;
 use crate::loss::PROB_CLIP;
 use crate::metrics::{check_labels, ConfusionMatrix, Evaluation};
 use crate::sigmoid::sigmoid;
-
-/// How the network turns its last layer's outputs into probabilities.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Head {
-    /// An independent sigmoid per class with the post's clipped binary
-    /// cross-entropy, summed over the classes.
-    #[default]
-    Sigmoid,
-    /// A softmax over the classes with cross-entropy.
-    Softmax,
-}
-
-impl Head {
-    /// The name used in model files and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Head::Sigmoid => "sigmoid",
-            Head::Softmax => "softmax",
-        }
-    }
-
-    /// The head called `name`, if any.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "sigmoid" => Some(Head::Sigmoid),
-            "softmax" => Some(Head::Softmax),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Head {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// One fully connected layer: `x W + b`, `W` of shape `(inputs, outputs)`.
 #[derive(Debug, Clone, PartialEq)]

@@ -265,7 +265,7 @@ impl Model {
     /// (independent per class) or `"softmax"` (summing to 1).
     pub fn output_kind(&self) -> &'static str {
         match self {
-            Model::Linear(m) => m.activation().name(),
+            Model::Linear(m) => m.head().name(),
             Model::Network(m) => m.head().name(),
             Model::Cnn(_) => "softmax",
         }
@@ -287,12 +287,7 @@ impl Model {
     /// `network 785 -> 256 -> 10, softmax`.
     pub fn describe(&self) -> String {
         match self {
-            Model::Linear(m) => format!(
-                "linear {} x {}, {}",
-                m.features(),
-                m.classes(),
-                m.activation()
-            ),
+            Model::Linear(m) => format!("linear {} x {}, {}", m.features(), m.classes(), m.head()),
             Model::Network(m) => match m.hidden() {
                 Some(h) => format!(
                     "network {} -> {h} (ReLU) -> {}, {}",

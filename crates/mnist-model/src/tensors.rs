@@ -36,8 +36,9 @@ use safetensors::{Dtype, SafeTensors, View};
 
 use crate::cnn::{Cnn, Conv, CNN_VERSION};
 use crate::error::{Error, Result};
+use crate::head::Head;
 use crate::linear::LinearModel;
-use crate::mlp::{Dense, Head, Mlp, NETWORK_VERSION};
+use crate::mlp::{Dense, Mlp, NETWORK_VERSION};
 use crate::model::{Metadata, Model};
 use crate::{MODEL_FORMAT, MODEL_VERSION};
 
