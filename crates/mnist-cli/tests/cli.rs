@@ -693,40 +693,43 @@ fn networks_train_save_evaluate_and_resume_bit_for_bit() {
     );
     assert!(stdout(&o).contains(&acc), "{}", stdout(&o));
 
-    // Momentum is part of the checkpoint: a resumed network run ends with
-    // the uninterrupted run's model.
-    let ckpt = dir.path().join("ckpt");
-    let mut args = vec![
-        "--head",
-        "softmax",
-        "--momentum",
-        "0.9",
-        "--weight-decay",
-        "1e-3",
-        "--hidden",
-        "8",
-    ];
-    args.extend_from_slice(LONG);
-    let whole = dir.path().join("whole.json");
-    let mut full = vec!["train", "--data-dir", d, "--save", whole.to_str().unwrap()];
-    full.extend_from_slice(&args);
-    let o = mnist(&full);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = interrupt_after_two_epochs(&data, &ckpt, "-KILL", &args);
-    assert!(!o.status.success());
-    let resumed = dir.path().join("resumed.json");
-    let o = mnist(&[
-        "train",
-        "--resume",
-        ckpt.to_str().unwrap(),
-        "--save",
-        resumed.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(
-        std::fs::read(&whole).unwrap(),
-        std::fs::read(&resumed).unwrap()
-    );
+    // Momentum is part of the checkpoint: a resumed run ends with the
+    // uninterrupted run's model, for a network and for softmax regression
+    // on the fused kernels.
+    for (name, layers) in [("net", &["--hidden", "8"][..]), ("linear", &[][..])] {
+        let ckpt = dir.path().join(format!("ckpt-{name}"));
+        let mut args = vec![
+            "--head",
+            "softmax",
+            "--momentum",
+            "0.9",
+            "--weight-decay",
+            "1e-3",
+        ];
+        args.extend_from_slice(layers);
+        args.extend_from_slice(LONG);
+        let whole = dir.path().join(format!("whole-{name}.json"));
+        let mut full = vec!["train", "--data-dir", d, "--save", whole.to_str().unwrap()];
+        full.extend_from_slice(&args);
+        let o = mnist(&full);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = interrupt_after_two_epochs(&data, &ckpt, "-KILL", &args);
+        assert!(!o.status.success());
+        let resumed = dir.path().join(format!("resumed-{name}.json"));
+        let o = mnist(&[
+            "train",
+            "--resume",
+            ckpt.to_str().unwrap(),
+            "--save",
+            resumed.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(
+            std::fs::read(&whole).unwrap(),
+            std::fs::read(&resumed).unwrap(),
+            "{name}"
+        );
+    }
 }
 
 #[test]

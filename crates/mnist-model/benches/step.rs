@@ -44,7 +44,7 @@ fn bench(c: &mut Criterion) {
     let flops_per_row = 2 * 2 * FEATURES * CLASSES;
 
     let (x, y) = inputs(BATCH, &mut rng);
-    let sgd = Sgd::default();
+    let mut sgd = Sgd::default();
     let mut scratch = StepScratch::new();
     let mut group = c.benchmark_group("sgd_step");
     group.throughput(Throughput::Elements(BATCH as u64));

@@ -221,10 +221,11 @@ fn parse(text: &str) -> std::result::Result<LinearModel, String> {
         return Err(format!("expected version {MODEL_VERSION}, found {version}"));
     }
     let activation = field(&doc, "activation")?;
-    let Some(activation) = activation.as_str().and_then(Head::from_name) else {
+    let Some(head) = activation.as_str().and_then(Head::from_name) else {
         return Err(format!(
-            "expected activation \"{}\", found {activation}",
-            Head::Sigmoid.name()
+            "expected activation \"{}\" or \"{}\", found {activation}",
+            Head::Sigmoid.name(),
+            Head::Softmax.name()
         ));
     };
     let features = positive(&doc, "features")?;
@@ -268,13 +269,9 @@ fn parse(text: &str) -> std::result::Result<LinearModel, String> {
     }
     let weights = Array2::from_shape_vec((features, classes), values)
         .map_err(|e| format!("weights do not form a {features} x {classes} matrix: {e}"))?;
-    match activation {
-        Head::Sigmoid => LinearModel::from_weights(weights.view()).map_err(|e| e.to_string()),
-        Head::Softmax => Err(format!(
-            "expected activation \"{}\", found \"softmax\"",
-            Head::Sigmoid.name()
-        )),
-    }
+    LinearModel::from_weights(weights.view())
+        .map(|m| m.with_head(head))
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -368,9 +365,11 @@ mod tests {
             "expected version 1, found 2"
         );
         assert_eq!(
-            reason(&GOOD.replace("sigmoid", "softmax")),
-            "expected activation \"sigmoid\", found \"softmax\""
+            reason(&GOOD.replace("sigmoid", "tanh")),
+            "expected activation \"sigmoid\" or \"softmax\", found \"tanh\""
         );
+        let softmax = LinearModel::from_json_str(&GOOD.replace("sigmoid", "softmax"));
+        assert_eq!(softmax.ok().map(|m| m.head()), Some(Head::Softmax));
         assert_eq!(
             reason(&GOOD.replace("\"features\":2", "\"features\":3")),
             "expected 3 weight rows (features), found 2"

@@ -23,6 +23,7 @@
 // registers; iterator chains over several arrays at once would obscure that.
 #![allow(clippy::needless_range_loop)]
 
+use crate::head::{softmax_residuals, Head};
 use crate::loss::block_loss;
 #[cfg(target_arch = "x86_64")]
 use crate::loss::block_loss_avx512;
@@ -269,19 +270,22 @@ pub(crate) struct Block<'a> {
 
 /// Work for one of the instruction-set-specific entry points.
 pub(crate) enum Op<'a> {
-    /// Probabilities `sigmoid(X W)` into `out` (`rows x classes`); `done`
+    /// Probabilities `head(X W)` into `out` (`rows x classes`); `done`
     /// follows the products.
     Forward {
+        head: Head,
         block: Block<'a>,
         done: Done<'a>,
         out: &'a mut [f32],
     },
-    /// One block of a training step: adds the block's clipped cross-entropy
-    /// (summed by a `LossSum`) to `loss`, and `X^T (p - y)` into the
+    /// One block of a training step: adds the block's loss (for the sigmoid
+    /// head the clipped cross-entropy summed by a `LossSum`, for the softmax
+    /// the cross-entropy) to `loss`, and `X^T (p - y)` into the
     /// packed `grad` (or writes it there, if `fresh`: for the first block,
     /// the same bits as adding it to zeros); `p` is scratch of `rows x
     /// classes`. `done` follows the forward pass.
     Step {
+        head: Head,
         block: Block<'a>,
         done: Done<'a>,
         y: &'a [f32],
@@ -325,12 +329,18 @@ impl<const R: usize, const G: usize, const S: usize, const GG: usize> Products
 #[inline(always)]
 fn execute<P: Products>(op: Op<'_>) {
     match op {
-        Op::Forward { block, done, out } => {
+        Op::Forward {
+            head,
+            block,
+            done,
+            out,
+        } => {
             let out = &mut out[..block.rows * block.classes];
             P::logits(&block, out, done);
-            sigmoid_in_place(out);
+            head.activate_rows(out, block.classes);
         }
         Op::Step {
+            head,
             block,
             done,
             y,
@@ -342,19 +352,23 @@ fn execute<P: Products>(op: Op<'_>) {
             let n = block.rows * block.classes;
             let p = &mut p[..n];
             P::logits(&block, p, done);
-            residuals(p, &y[..n], loss);
+            residuals(head, block.classes, p, &y[..n], loss);
             P::gradient(&block, p, grad, fresh);
         }
     }
 }
 
-/// Logits to `p - y`, in place, adding the block's clipped cross-entropy to
-/// `loss`.
+/// Logits to `p - y`, in place, adding the block's loss to `loss`.
 #[inline(always)]
-fn residuals(z: &mut [f32], y: &[f32], loss: &mut f64) {
-    sigmoid_in_place(z);
-    *loss += block_loss(z, y);
-    subtract(z, y);
+fn residuals(head: Head, classes: usize, z: &mut [f32], y: &[f32], loss: &mut f64) {
+    match head {
+        Head::Sigmoid => {
+            sigmoid_in_place(z);
+            *loss += block_loss(z, y);
+            subtract(z, y);
+        }
+        Head::Softmax => softmax_residuals(z, y, classes, loss),
+    }
 }
 
 /// `p -= y`.
@@ -371,12 +385,18 @@ fn subtract(p: &mut [f32], y: &[f32]) {
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn execute_avx512(op: Op<'_>) {
     match op {
-        Op::Forward { block, done, out } => {
+        Op::Forward {
+            head,
+            block,
+            done,
+            out,
+        } => {
             let out = &mut out[..block.rows * block.classes];
             avx512::logits(&block, out, done);
-            sigmoid_in_place(out);
+            head.activate_rows(out, block.classes);
         }
         Op::Step {
+            head,
             block,
             done,
             y,
@@ -388,10 +408,14 @@ unsafe fn execute_avx512(op: Op<'_>) {
             let n = block.rows * block.classes;
             let (p, y) = (&mut p[..n], &y[..n]);
             avx512::logits(&block, p, done);
-            sigmoid_in_place(p);
-            // SAFETY: this function's callers guarantee avx512f.
-            *loss += unsafe { block_loss_avx512(p, y) };
-            subtract(p, y);
+            if head == Head::Sigmoid {
+                sigmoid_in_place(p);
+                // SAFETY: this function's callers guarantee avx512f.
+                *loss += unsafe { block_loss_avx512(p, y) };
+                subtract(p, y);
+            } else {
+                residuals(head, block.classes, p, y, loss);
+            }
             avx512::gradient(&block, p, grad, fresh);
         }
     }
@@ -415,12 +439,18 @@ unsafe fn execute_neon(op: Op<'_>) {
     // function's callers guarantee.
     unsafe {
         match op {
-            Op::Forward { block, done, out } => {
+            Op::Forward {
+                head,
+                block,
+                done,
+                out,
+            } => {
                 let out = &mut out[..block.rows * block.classes];
                 neon::logits(&block, out, done);
-                sigmoid_in_place(out);
+                head.activate_rows(out, block.classes);
             }
             Op::Step {
+                head,
                 block,
                 done,
                 y,
@@ -432,7 +462,7 @@ unsafe fn execute_neon(op: Op<'_>) {
                 let n = block.rows * block.classes;
                 let p = &mut p[..n];
                 neon::logits(&block, p, done);
-                residuals(p, &y[..n], loss);
+                residuals(head, block.classes, p, &y[..n], loss);
                 neon::gradient(&block, p, grad, fresh);
             }
         }
@@ -1179,6 +1209,7 @@ mod tests {
     /// probabilities, the loss and the gradient (added to `grad0`).
     fn products(
         run: fn(Op<'_>),
+        head: Head,
         b: &Block<'_>,
         y: &[f32],
         grad0: &[f32],
@@ -1187,12 +1218,14 @@ mod tests {
         let mut out = vec![0.0f32; b.rows * b.classes];
         let block = || Block { ..*b };
         run(Op::Forward {
+            head,
             block: block(),
             done: &|_, _| {},
             out: &mut out,
         });
         let (mut p, mut grad, mut loss) = (vec![0.0f32; out.len()], grad0.to_vec(), 0.0f64);
         run(Op::Step {
+            head,
             block: block(),
             done: &|_, _| {},
             y,
@@ -1249,14 +1282,16 @@ mod tests {
                 packed: &packed,
             };
             let fresh = trial % 2 == 0;
-            let want = products(run_on_best, &b, &y, &grad0, fresh);
-            for (path, run) in &runs {
-                let got = products(*run, &b, &y, &grad0, fresh);
-                assert!(
-                    got == want,
-                    "{}: {rows} x {features} x {classes} differs",
-                    path.name()
-                );
+            for head in [Head::Sigmoid, Head::Softmax] {
+                let want = products(run_on_best, head, &b, &y, &grad0, fresh);
+                for (path, run) in &runs {
+                    let got = products(*run, head, &b, &y, &grad0, fresh);
+                    assert!(
+                        got == want,
+                        "{} {head}: {rows} x {features} x {classes} differs",
+                        path.name()
+                    );
+                }
             }
         }
     }

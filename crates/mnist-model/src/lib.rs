@@ -28,7 +28,7 @@
 //!
 //! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
 //! let mut model = LinearModel::new(2, 2, Init::default(), &mut rng)?;
-//! let (sgd, schedule, mut scratch) = (Sgd::new(64)?, post_schedule(), StepScratch::new());
+//! let (mut sgd, schedule, mut scratch) = (Sgd::new(64)?, post_schedule(), StepScratch::new());
 //! for epoch in 0..30 {
 //!     let lr = schedule.lr(epoch) as f32 * 100.0;
 //!     sgd.step(&mut model, x.view(), y.view(), lr, &mut scratch)?;

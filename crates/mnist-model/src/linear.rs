@@ -133,6 +133,13 @@ impl LinearModel {
         self.classes
     }
 
+    /// The same weights with `head` applied to the logits.
+    #[must_use]
+    pub fn with_head(mut self, head: Head) -> Self {
+        self.head = head;
+        self
+    }
+
     /// The head applied to the logits.
     pub fn head(&self) -> Head {
         self.head
@@ -258,6 +265,7 @@ impl LinearModel {
             }
             let at = (r - range.start) * classes;
             kernel::run(kernel::Op::Forward {
+                head: self.head,
                 done: &ahead,
                 block: kernel::Block {
                     x: xb,
@@ -535,6 +543,7 @@ mod tests {
         for (path, run) in runs {
             let mut out = vec![0.0; rows * c];
             run(kernel::Op::Forward {
+                head: m.head(),
                 block: block(),
                 done: &|_, _| {},
                 out: &mut out,

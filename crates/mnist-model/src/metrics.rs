@@ -9,7 +9,6 @@ use std::sync::Mutex;
 use crate::background::Background;
 use crate::error::{Error, Result};
 use crate::linear::{argmax, LinearModel};
-use crate::loss::bce_row_label;
 use crate::pool;
 use crate::rows::RowSource;
 use crate::sgd::with_rows;
@@ -230,8 +229,9 @@ impl ConfusionMatrix {
 /// The result of [`evaluate`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evaluation {
-    /// Mean clipped cross-entropy against the one-hot labels, as
-    /// [`bce_loss`](crate::bce_loss).
+    /// Mean loss against the one-hot labels: for the sigmoid head the
+    /// clipped binary cross-entropy of [`bce_loss`](crate::bce_loss), for
+    /// the softmax the cross-entropy `-ln p[label]`.
     pub loss: f64,
     /// Fraction of rows whose argmax is the label.
     pub accuracy: f64,
@@ -458,7 +458,7 @@ where
         for (i, row) in p.chunks_exact(classes).enumerate() {
             let label = usize::from(self.labels[start + i]);
             self.predicted[start + i].store(argmax(row.iter().copied()), Ordering::Relaxed);
-            let loss = bce_row_label(row, label);
+            let loss = self.model.head().row_loss(row, label);
             self.row_loss[start + i].store(loss.to_bits(), Ordering::Relaxed);
         }
         // The images of the next two pieces not yet taken, fetched into
@@ -477,6 +477,7 @@ where
 mod tests {
     use super::*;
     use crate::bce_loss;
+    use crate::loss::bce_row_label;
     use ndarray::{array, Array2};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -635,7 +636,7 @@ mod tests {
                 row[..f].copy_from_slice(&xs[(first + k) * f..(first + k + 1) * f]);
             }
         };
-        let sgd = crate::Sgd::new(256).expect("valid");
+        let mut sgd = crate::Sgd::new(256).expect("valid");
         let y = Array2::from_shape_fn((256, c), |(r, k)| f32::from(r % c == k));
         let xb = x.slice(ndarray::s![..256, ..]);
         let mut scratch = crate::StepScratch::new();

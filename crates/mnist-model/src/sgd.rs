@@ -1,10 +1,13 @@
-//! Plain stochastic gradient descent on the clipped cross-entropy.
+//! Stochastic gradient descent for the linear model, on the fused
+//! few-output kernels: the post's plain SGD, or SGD with momentum and
+//! weight decay, with either head.
 
 use ndarray::{Array2, ArrayView2};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use crate::error::{Error, Result};
+use crate::head::Head;
 use crate::kernel;
 use crate::linear::{contiguous, LinearModel};
 use crate::pool;
@@ -18,22 +21,56 @@ const PARTS: usize = 2;
 /// Below this many rows a second thread costs more than it saves.
 const MIN_ROWS_FOR_THREADS: usize = 128;
 
-/// Plain SGD as in the post: `W -= lr * X^T (p - y) / nominal_batch`.
+/// SGD for a [`LinearModel`], with the post's plain rule or with momentum
+/// and weight decay.
 ///
+/// The post's rule ([`Sgd::new`]): `W -= lr * X^T (p - y) / nominal_batch`.
 /// The gradient is divided by the *nominal* batch size even for a shorter
 /// last batch of an epoch: the 96 rows left over from 60,000 = 117 x 512 + 96
 /// move the weights less than a full batch would. This is kept deliberately
 /// so that training reproduces the post.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// With momentum ([`Sgd::with_momentum`]), as PyTorch's SGD: the gradient
+/// `g` of the mean loss over the batch's rows, `v = momentum * v + g +
+/// weight_decay * W`, `W -= lr * v`. The decay applies to every weight,
+/// the bias feature's included.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sgd {
-    nominal_batch: usize,
+    /// What the summed gradient is divided by: a nominal batch size, or
+    /// (`None`) the batch's rows.
+    nominal_batch: Option<usize>,
+    momentum: f32,
+    weight_decay: f32,
+    /// The velocity in the kernels' packed layout; empty until the first
+    /// step with momentum.
+    velocity: Vec<f32>,
 }
 
 impl Default for Sgd {
     /// The post's nominal batch size, 512.
     fn default() -> Self {
-        Sgd { nominal_batch: 512 }
+        Sgd {
+            nominal_batch: Some(512),
+            momentum: 0.0,
+            weight_decay: 0.0,
+            velocity: Vec::new(),
+        }
     }
+}
+
+/// The update of one step, applied to the summed gradient `g0 + g1`.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// `w -= scale * (g0 + g1)`.
+    Plain { scale: f32 },
+    /// `g = (g0 + g1) * inv_rows`, `v = momentum * v + g + weight_decay *
+    /// w`, `w -= lr * v`.
+    Momentum {
+        inv_rows: f32,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+    },
 }
 
 /// Reusable buffers for [`Sgd::step`] and [`gradient`], so that an epoch loop
@@ -56,7 +93,7 @@ impl StepScratch {
 }
 
 impl Sgd {
-    /// SGD dividing the gradient by `nominal_batch`.
+    /// The post's plain SGD, dividing the gradient by `nominal_batch`.
     ///
     /// # Errors
     ///
@@ -67,12 +104,120 @@ impl Sgd {
                 what: "nominal batch size",
             });
         }
-        Ok(Sgd { nominal_batch })
+        Ok(Sgd {
+            nominal_batch: Some(nominal_batch),
+            ..Sgd::default()
+        })
     }
 
-    /// The batch size the gradient is divided by.
-    pub fn nominal_batch(&self) -> usize {
+    /// SGD with `momentum` and L2 `weight_decay` on the mean gradient over
+    /// each batch's rows (see [`Sgd`]). With both 0 it is plain SGD on the
+    /// mean gradient.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidParameter`] when `momentum` is not in `[0, 1)` or
+    /// `weight_decay` is negative or not finite.
+    pub fn with_momentum(momentum: f32, weight_decay: f32) -> Result<Self> {
+        crate::mlp::check_optimiser(momentum, weight_decay)?;
+        Ok(Sgd {
+            nominal_batch: None,
+            momentum,
+            weight_decay,
+            velocity: Vec::new(),
+        })
+    }
+
+    /// The batch size the gradient is divided by, if fixed; `None` when it
+    /// is divided by each batch's rows.
+    pub fn nominal_batch(&self) -> Option<usize> {
         self.nominal_batch
+    }
+
+    /// The momentum.
+    pub fn momentum(&self) -> f32 {
+        self.momentum
+    }
+
+    /// The weight decay.
+    pub fn weight_decay(&self) -> f32 {
+        self.weight_decay
+    }
+
+    /// The velocity as a `(features, classes)` matrix for `model`'s shape
+    /// (zeros before the first step), to save in a checkpoint; `None` for an
+    /// optimiser without momentum.
+    pub fn velocity(&self, model: &LinearModel) -> Option<Array2<f32>> {
+        if self.nominal_batch.is_some() {
+            return None;
+        }
+        let classes = model.classes();
+        Some(Array2::from_shape_fn(
+            (model.features(), classes),
+            |(f, c)| {
+                self.velocity
+                    .get(kernel::packed_index(f, c, classes))
+                    .copied()
+                    .unwrap_or(0.0)
+            },
+        ))
+    }
+
+    /// Restores a velocity saved from [`velocity`](Self::velocity).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DimensionMismatch`] when `velocity` is not `model`'s shape,
+    /// [`Error::NonFiniteWeight`] for a NaN or infinite value, and
+    /// [`Error::InvalidParameter`] for the post's optimiser, which has none.
+    pub fn set_velocity(
+        &mut self,
+        model: &LinearModel,
+        velocity: ArrayView2<'_, f32>,
+    ) -> Result<()> {
+        if self.nominal_batch.is_some() {
+            return Err(Error::InvalidParameter {
+                name: "velocity",
+                value: format!("{} values", velocity.len()),
+                reason: "plain SGD keeps no velocity",
+            });
+        }
+        let (features, classes) = (model.features(), model.classes());
+        if velocity.dim() != (features, classes) {
+            return Err(Error::DimensionMismatch {
+                what: "velocity values (features x classes)",
+                expected: features * classes,
+                found: velocity.len(),
+            });
+        }
+        let mut packed = vec![0.0; kernel::packed_len(features, classes)];
+        for ((f, c), &v) in velocity.indexed_iter() {
+            if !v.is_finite() {
+                return Err(Error::NonFiniteWeight {
+                    feature: f,
+                    class: c,
+                    value: v,
+                });
+            }
+            packed[kernel::packed_index(f, c, classes)] = v;
+        }
+        self.velocity = packed;
+        Ok(())
+    }
+
+    /// The update of a step of `rows` rows at rate `lr`.
+    fn rule(&self, rows: usize, lr: f32) -> Rule {
+        match self.nominal_batch {
+            Some(n) => Rule::Plain {
+                scale: lr / n as f32,
+            },
+            None => Rule::Momentum {
+                inv_rows: 1.0 / rows as f32,
+                lr,
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+            },
+        }
     }
 
     /// One step on a batch: forward pass, loss, gradient `X^T (p - y)`, then
@@ -105,7 +250,7 @@ impl Sgd {
     /// let mut model = LinearModel::new(2, 2, Init::Zeros, &mut rng)?;
     /// let x = array![[1.0f32, 1.0], [-1.0, 1.0]];
     /// let y = array![[1.0f32, 0.0], [0.0, 1.0]];
-    /// let sgd = Sgd::new(2)?;
+    /// let mut sgd = Sgd::new(2)?;
     /// let mut scratch = StepScratch::new();
     /// let first = sgd.step(&mut model, x.view(), y.view(), 1.0, &mut scratch)?;
     /// let second = sgd.step(&mut model, x.view(), y.view(), 1.0, &mut scratch)?;
@@ -113,7 +258,7 @@ impl Sgd {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn step(
-        &self,
+        &mut self,
         model: &mut LinearModel,
         x: ArrayView2<'_, f32>,
         y_onehot: ArrayView2<'_, f32>,
@@ -150,7 +295,7 @@ impl Sgd {
     ///
     /// As [`step`](Self::step).
     pub fn step_rows<F>(
-        &self,
+        &mut self,
         model: &mut LinearModel,
         y_onehot: ArrayView2<'_, f32>,
         features: &F,
@@ -167,9 +312,19 @@ impl Sgd {
                 reason: "must be finite and non-negative",
             });
         }
-        let scale = lr / self.nominal_batch as f32;
+        let rule = self.rule(y_onehot.nrows(), lr);
+        let velocity = match rule {
+            Rule::Plain { .. } => None,
+            Rule::Momentum { .. } => {
+                let len = kernel::packed_len(model.features(), model.classes());
+                if self.velocity.len() != len {
+                    self.velocity = vec![0.0; len];
+                }
+                Some(self.velocity.as_mut_slice())
+            }
+        };
         let (loss_sum, weights_finite) =
-            two_sides(model, y_onehot, features, scratch, Some(scale))?;
+            two_sides(model, y_onehot, features, scratch, Some((rule, velocity)))?;
         let loss = loss_sum / y_onehot.nrows() as f64;
         if !loss.is_finite() {
             return Err(Error::Diverged {
@@ -187,8 +342,9 @@ impl Sgd {
     }
 }
 
-/// `w -= scale * (g0 + g1)`, returning whether every new weight is finite.
-fn update(w: &mut [f32], g0: &[f32], g1: &[f32], scale: f32) -> bool {
+/// The update `rule` of weights `w` (and velocity `v`, with momentum) from
+/// the gradients `g0 + g1`, returning whether every new weight is finite.
+fn update(w: &mut [f32], v: Option<&mut [f32]>, g0: &[f32], g1: &[f32], rule: Rule) -> bool {
     // `v * 0` is 0 for finite `v` and NaN otherwise, and a NaN survives the
     // sum: a check that costs one multiplication and one addition a weight.
     let mut check = [0.0f32; kernel::LANES];
@@ -196,11 +352,38 @@ fn update(w: &mut [f32], g0: &[f32], g1: &[f32], scale: f32) -> bool {
         .chunks_exact_mut(kernel::LANES)
         .zip(g0.chunks_exact(kernel::LANES))
         .zip(g1.chunks_exact(kernel::LANES));
-    for ((wc, a), b) in lanes {
-        for k in 0..kernel::LANES {
-            let v = wc[k] - scale * (a[k] + b[k]);
-            wc[k] = v;
-            check[k] += v * 0.0;
+    match (rule, v) {
+        (
+            Rule::Momentum {
+                inv_rows,
+                lr,
+                momentum,
+                weight_decay,
+            },
+            Some(v),
+        ) => {
+            for (((wc, a), b), vc) in lanes.zip(v.chunks_exact_mut(kernel::LANES)) {
+                for k in 0..kernel::LANES {
+                    let g = (a[k] + b[k]) * inv_rows + weight_decay * wc[k];
+                    let vk = momentum * vc[k] + g;
+                    vc[k] = vk;
+                    let nw = wc[k] - lr * vk;
+                    wc[k] = nw;
+                    check[k] += nw * 0.0;
+                }
+            }
+        }
+        (Rule::Plain { scale }, _) => {
+            for ((wc, a), b) in lanes {
+                for k in 0..kernel::LANES {
+                    let nw = wc[k] - scale * (a[k] + b[k]);
+                    wc[k] = nw;
+                    check[k] += nw * 0.0;
+                }
+            }
+        }
+        (Rule::Momentum { .. }, None) => {
+            unreachable!("a step with momentum is always given the velocity (`step_rows`)")
         }
     }
     check.iter().all(|c| c.is_finite())
@@ -367,8 +550,8 @@ impl Drop for SideGuard<'_> {
 
 /// A training step's work on two threads: the two fixed parts of the batch
 /// (forward pass, loss and gradient, each into its own gradient buffer) and
-/// then, with `scale`, the update `w -= scale * (g0 + g1)` in two halves
-/// of the weights, each thread updating one as soon as both parts are done
+/// then, with an update rule, the update of the weights (and the velocity)
+/// from `g0 + g1` in two halves of the weights, each thread updating one as soon as both parts are done
 /// (a half is left to this thread after the join if its side could not
 /// wait: a side run on this thread after the other). The update is skipped
 /// if the loss is not finite. Returns the summed loss and whether every
@@ -384,7 +567,7 @@ fn two_sides<F>(
     y: ArrayView2<'_, f32>,
     fill: &F,
     scratch: &mut StepScratch,
-    scale: Option<f32>,
+    update_with: Option<(Rule, Option<&mut [f32]>)>,
 ) -> Result<(f64, bool)>
 where
     F: RowSource + ?Sized,
@@ -392,12 +575,16 @@ where
     let rows = prepare(model, &y, scratch)?;
     let y = y.as_standard_layout();
     let ys = contiguous(&y, "target layout")?;
-    let (features, classes) = (model.features(), model.classes());
+    let (features, classes, head) = (model.features(), model.classes(), model.head());
     let len = kernel::packed_len(features, classes);
     // The halves of the update: whole chunks of all classes.
     let cut = kernel::chunks(features) / 2 * classes * kernel::LANES;
     let halves = [0..cut, cut..len];
     let w = Shared::new(model.packed_mut());
+    let (rule, velocity) = match update_with {
+        Some((rule, v)) => (Some(rule), v.map(Shared::new)),
+        None => (None, None),
+    };
     let [g0, g1] = &mut scratch.grads;
     let grads = [Shared::new(g0), Shared::new(g1)];
     let state = [AtomicU8::new(NOT_STARTED), AtomicU8::new(NOT_STARTED)];
@@ -410,22 +597,24 @@ where
     };
     // Half `h` of the update, once: only after both sides are `DONE`.
     let update_half = |h: usize| {
-        let Some(scale) = scale else { return };
+        let Some(rule) = rule else { return };
         if updated[h].swap(true, Ordering::AcqRel) || !loss().is_finite() {
             return;
         }
         let r = halves[h].clone();
         // SAFETY: both sides are done with the products, so nothing reads
         // the weights or writes the gradients any more; each half is
-        // updated once (`updated`), by one thread.
-        let (wh, a, b) = unsafe {
+        // updated once (`updated`), by one thread; the velocity is touched
+        // by nothing else.
+        let (wh, vh, a, b) = unsafe {
             (
                 w.write(r.clone()),
+                velocity.as_ref().map(|v| v.write(r.clone())),
                 grads[0].read_range(r.clone()),
                 grads[1].read_range(r),
             )
         };
-        finite[h].store(update(wh, a, b, scale), Ordering::Relaxed);
+        finite[h].store(update(wh, vh, a, b, rule), Ordering::Relaxed);
     };
     let mid = rows / 2;
     let [x0, x1] = &mut scratch.xs;
@@ -439,6 +628,7 @@ where
         // this side only.
         let (packed, grad) = unsafe { (w.read(), grads[k].write(0..len)) };
         let part = Part {
+            head,
             packed,
             features,
             classes,
@@ -475,6 +665,7 @@ where
 
 /// What every part of a batch shares.
 struct Part<'a, F: ?Sized> {
+    head: Head,
     packed: &'a [f32],
     features: usize,
     classes: usize,
@@ -502,6 +693,7 @@ where
     F: RowSource + ?Sized,
 {
     let Part {
+        head,
         packed,
         features,
         classes,
@@ -531,6 +723,7 @@ where
             row[features..].fill(0.0);
         }
         run(kernel::Op::Step {
+            head,
             done: &ahead,
             block: kernel::Block {
                 x: xb,
@@ -736,7 +929,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(13);
         let mut m = LinearModel::new(4, 3, Init::default(), &mut rng).expect("ok");
         let orig = m.clone();
-        let sgd = Sgd::default();
+        let mut sgd = Sgd::default();
         let mut s = StepScratch::new();
         let x = Array2::<f32>::zeros((2, 4));
         let y = Array2::<f32>::zeros((2, 3));
@@ -842,7 +1035,7 @@ mod tests {
         });
         let y = one_hot(&labels, classes);
         let mut m = LinearModel::new(dims + 1, classes, Init::default(), &mut rng).expect("ok");
-        let sgd = Sgd::new(50).expect("ok");
+        let mut sgd = Sgd::new(50).expect("ok");
         let mut s = StepScratch::new();
         let mut first = None;
         let mut last = 0.0;
@@ -910,6 +1103,7 @@ mod tests {
         let loss = with_rows(x.view(), |fill| {
             run_part(
                 Part {
+                    head: m.head(),
                     packed: m.packed(),
                     features: f,
                     classes: c,
@@ -967,7 +1161,7 @@ mod tests {
         };
         let mut a = LinearModel::from_weights(w.view()).expect("ok");
         let mut b = a.clone();
-        let sgd = Sgd::default();
+        let mut sgd = Sgd::default();
         let la = sgd
             .step_rows(&mut a, y.view(), &source, 0.1, &mut StepScratch::new())
             .expect("ok");
@@ -1059,7 +1253,7 @@ mod tests {
             let mut m = LinearModel::from_weights(w.view()).expect("ok");
             let mut s = StepScratch::new();
             let g = gradient(&m, x.view(), y.view(), &mut s).expect("ok");
-            let sgd = Sgd::default();
+            let mut sgd = Sgd::default();
             let scale = 0.3f32 / 512.0;
             // Background work makes either thread wait differently.
             let busy = AtomicU64::new(0);
@@ -1098,5 +1292,91 @@ mod tests {
             .expect("ok");
         assert_eq!(la.to_bits(), lb.to_bits());
         assert_eq!(a, b);
+    }
+
+    /// Softmax regression with momentum and weight decay, three steps, in
+    /// `f64` with ndarray: `p = softmax(X W)`, `g = X^T (p - y) / rows`,
+    /// `v = mu v + g + wd W`, `W -= lr v`.
+    fn reference_momentum(
+        w: &Array2<f32>,
+        batches: &[(Array2<f32>, Array2<f32>)],
+        (mu, wd, lr): (f64, f64, f64),
+    ) -> (Array2<f64>, Array2<f64>, Vec<f64>) {
+        let mut w = w.mapv(f64::from);
+        let mut v = Array2::<f64>::zeros(w.raw_dim());
+        let mut losses = Vec::new();
+        for (x, y) in batches {
+            let (x, y) = (x.mapv(f64::from), y.mapv(f64::from));
+            let mut p = x.dot(&w);
+            let mut loss = 0.0;
+            for (mut row, yr) in p.rows_mut().into_iter().zip(y.rows()) {
+                let max = row.fold(f64::NEG_INFINITY, |m, &z| m.max(z));
+                row.mapv_inplace(|z| (z - max).exp());
+                let sum = row.sum();
+                row.mapv_inplace(|e| e / sum);
+                loss -= row.iter().zip(yr).map(|(p, y)| y * p.ln()).sum::<f64>();
+            }
+            losses.push(loss / x.nrows() as f64);
+            let g = x.t().dot(&(p - &y)) / x.nrows() as f64;
+            v = v * mu + g + &w * wd;
+            w = w - &v * lr;
+        }
+        (w, v, losses)
+    }
+
+    #[test]
+    fn softmax_with_momentum_and_weight_decay_matches_a_reference() {
+        let mut rng = ChaCha8Rng::seed_from_u64(77);
+        let (features, classes) = (40, 7);
+        let (w, _, _) = problem(1, features, classes, (0.3, 1.0), &mut rng);
+        // A full batch, one above the threads' threshold, and a short one.
+        let batches: Vec<_> = [64, 130, 9]
+            .into_iter()
+            .map(|rows| {
+                let (_, x, y) = problem(rows, features, classes, (0.3, 1.0), &mut rng);
+                (x, y)
+            })
+            .collect();
+        let (mu, wd, lr) = (0.9f32, 0.01f32, 0.2f32);
+        let mut model = LinearModel::from_weights(w.view())
+            .expect("finite")
+            .with_head(Head::Softmax);
+        let mut sgd = Sgd::with_momentum(mu, wd).expect("valid");
+        let mut scratch = StepScratch::new();
+        let mut losses = Vec::new();
+        for (x, y) in &batches {
+            losses.push(
+                sgd.step(&mut model, x.view(), y.view(), lr, &mut scratch)
+                    .expect("finite"),
+            );
+        }
+        let (want_w, want_v, want_losses) =
+            reference_momentum(&w, &batches, (mu.into(), wd.into(), lr.into()));
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+        for (got, want) in losses.iter().zip(&want_losses) {
+            assert!(close(*got, *want), "loss {got} against {want}");
+        }
+        for (got, want) in model.weights().iter().zip(&want_w) {
+            assert!(close(f64::from(*got), *want), "weight {got} against {want}");
+        }
+        let v = sgd.velocity(&model).expect("momentum keeps a velocity");
+        for (got, want) in v.iter().zip(&want_v) {
+            assert!(
+                close(f64::from(*got), *want),
+                "velocity {got} against {want}"
+            );
+        }
+        // A velocity put back continues the same run, bit for bit.
+        let mut copy = Sgd::with_momentum(mu, wd).expect("valid");
+        copy.set_velocity(&model, v.view()).expect("same shape");
+        let mut twin = model.clone();
+        let (x, y) = &batches[0];
+        let a = sgd.step(&mut model, x.view(), y.view(), lr, &mut scratch);
+        let b = copy.step(&mut twin, x.view(), y.view(), lr, &mut scratch);
+        assert_eq!(a.ok().map(f64::to_bits), b.ok().map(f64::to_bits));
+        assert_eq!(model, twin);
+        // The post's optimiser has no velocity to restore.
+        assert!(Sgd::default().set_velocity(&model, v.view()).is_err());
+        assert!(Sgd::with_momentum(1.0, 0.0).is_err());
     }
 }

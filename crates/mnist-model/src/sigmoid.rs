@@ -46,12 +46,10 @@ const COEFFS: [f64; 13] = [
     1.0,
 ];
 
-/// The logistic function `1 / (1 + e^-z)`; `exp` is only taken of `-|z|`,
-/// so nothing overflows. NaN stays NaN, `±inf` gives 1 and 0.
+/// `e^x` for `x <= 0` (or NaN), with the bits promised above: values
+/// below `FLOOR` give `e^FLOOR`, under half the smallest `f32` subnormal.
 #[inline(always)]
-pub(crate) fn sigmoid(z: f32) -> f32 {
-    let z = f64::from(z);
-    let x = -z.abs();
+pub(crate) fn exp_nonpositive(x: f64) -> f64 {
     // A comparison, not `max`: NaN must stay NaN.
     let x = if x < FLOOR { FLOOR } else { x };
     let shifted = x.mul_add(LOG2_E, SHIFT);
@@ -66,7 +64,15 @@ pub(crate) fn sigmoid(z: f32) -> f32 {
     // biased exponent of `2^n`.
     let n_bits = shifted.to_bits().wrapping_sub(SHIFT.to_bits());
     let scale = f64::from_bits(n_bits.wrapping_add(1023) << 52);
-    let e = p * scale;
+    p * scale
+}
+
+/// The logistic function `1 / (1 + e^-z)`; `exp` is only taken of `-|z|`,
+/// so nothing overflows. NaN stays NaN, `±inf` gives 1 and 0.
+#[inline(always)]
+pub(crate) fn sigmoid(z: f32) -> f32 {
+    let z = f64::from(z);
+    let e = exp_nonpositive(-z.abs());
     let numerator = if z >= 0.0 { 1.0 } else { e };
     (numerator / (1.0 + e)) as f32
 }

@@ -247,13 +247,13 @@ impl Model {
         let output = get("output")?;
         let model = match get("kind")? {
             "linear" => {
-                if output != "sigmoid" {
-                    return Err(bad(format!(
-                        "expected output \"sigmoid\" for a linear model, found \"{output}\""
-                    )));
-                }
+                let head = Head::from_name(output).ok_or_else(|| {
+                    bad(format!(
+                        "expected output \"sigmoid\" or \"softmax\", found \"{output}\""
+                    ))
+                })?;
                 let w = matrix(0)?;
-                Model::Linear(LinearModel::from_weights(w.view())?)
+                Model::Linear(LinearModel::from_weights(w.view())?.with_head(head))
             }
             "network" => {
                 let head = Head::from_name(output).ok_or_else(|| {

@@ -166,10 +166,7 @@ fn layers(model: &Model) -> (Vec<Layer>, Head) {
         }
     };
     match model {
-        Model::Linear(m) => (
-            vec![split_bias_row(m.weights().view(), None)],
-            Head::Sigmoid,
-        ),
+        Model::Linear(m) => (vec![split_bias_row(m.weights().view(), None)], m.head()),
         Model::Cnn(m) => {
             let layers = m
                 .dense()

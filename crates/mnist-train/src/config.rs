@@ -122,9 +122,10 @@ impl From<Preset> for TrainConfig {
 
 impl TrainConfig {
     /// Whether this is the post's model and optimiser: sigmoid head, no
-    /// hidden layer, plain SGD. Such a run takes the fused kernels and
-    /// divides each step's gradient by the nominal batch size, as the post
-    /// does; anything else trains as a network.
+    /// hidden layer, plain SGD. Such a run divides each step's gradient by
+    /// the nominal batch size, as the post does; every other linear model
+    /// (softmax regression, momentum, weight decay) divides by the batch's
+    /// rows. Both run on the fused few-output kernels.
     pub fn is_post(&self) -> bool {
         self.head == Head::Sigmoid
             && self.conv.is_empty()

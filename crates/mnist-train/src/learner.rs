@@ -18,8 +18,10 @@ pub type Velocity = Vec<(Array2<f32>, Array1<f32>)>;
 
 /// The model being trained, with its optimiser.
 pub(crate) enum Learner {
-    /// The post's linear model and plain SGD, on the fused kernels.
-    Post {
+    /// A linear model (the post's, or softmax regression) on the fused
+    /// few-output kernels, with the post's plain SGD or with momentum and
+    /// weight decay.
+    Linear {
         model: LinearModel,
         sgd: Sgd,
         scratch: StepScratch,
@@ -40,8 +42,9 @@ impl Learner {
     pub(crate) fn new(config: &TrainConfig, features: usize, classes: usize) -> Result<Self> {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         rng.set_stream(u64::MAX - 1);
-        if config.is_post() {
-            let model = LinearModel::new(features, classes, config.init, &mut rng)?;
+        if config.hidden.is_none() && config.conv.is_empty() {
+            let model =
+                LinearModel::new(features, classes, config.init, &mut rng)?.with_head(config.head);
             return Self::resume(config, Model::Linear(model), None);
         }
         if !config.conv.is_empty() {
@@ -75,11 +78,30 @@ impl Learner {
         velocity: Option<Velocity>,
     ) -> Result<Self> {
         Ok(match model {
-            Model::Linear(model) => Learner::Post {
-                model,
-                sgd: Sgd::new(config.batch_size)?,
-                scratch: StepScratch::default(),
-            },
+            Model::Linear(model) => {
+                // The post's optimiser divides by the nominal batch size;
+                // any other by each batch's rows, as the networks do.
+                let mut sgd = if config.is_post() {
+                    Sgd::new(config.batch_size)?
+                } else {
+                    Sgd::with_momentum(config.momentum, config.weight_decay)?
+                };
+                if let Some(v) = velocity {
+                    match v.as_slice() {
+                        [(w, b)] if b.is_empty() => sgd.set_velocity(&model, w.view())?,
+                        _ => {
+                            return Err(Error::Resume(
+                                "the velocity of a linear model is one matrix".into(),
+                            ))
+                        }
+                    }
+                }
+                Learner::Linear {
+                    model,
+                    sgd,
+                    scratch: StepScratch::default(),
+                }
+            }
             Model::Network(model) => {
                 let mut trainer = MlpTrainer::new(&model, config.momentum, config.weight_decay)?;
                 if let Some(v) = velocity {
@@ -100,8 +122,10 @@ impl Learner {
         })
     }
 
-    pub(crate) fn is_post(&self) -> bool {
-        matches!(self, Learner::Post { .. })
+    /// Whether the model is linear: trained and evaluated on rows made on
+    /// demand from the images.
+    pub(crate) fn is_linear(&self) -> bool {
+        matches!(self, Learner::Linear { .. })
     }
 
     /// One step on the loader's next batch: its loss, or `None` at the end
@@ -112,7 +136,7 @@ impl Learner {
         lr: f32,
     ) -> Option<mnist_model::Result<f64>> {
         match self {
-            Learner::Post {
+            Learner::Linear {
                 model,
                 sgd,
                 scratch,
@@ -133,14 +157,14 @@ impl Learner {
 
     pub(crate) fn evaluate(&self, on: &mut Evaluator<'_>) -> Result<Evaluation> {
         Ok(match (self, on) {
-            (Learner::Post { model, .. }, Evaluator::Rows(loader)) => {
+            (Learner::Linear { model, .. }, Evaluator::Rows(loader)) => {
                 loader.begin_epoch(0);
                 let batch = loader
                     .next_lazy()
                     .ok_or(Error::Internal("the evaluation set is empty"))?;
                 mnist_model::evaluate_rows(model, batch.labels, &BatchRows(batch))?
             }
-            (Learner::Post { model, .. }, Evaluator::Matrix(set)) => {
+            (Learner::Linear { model, .. }, Evaluator::Matrix(set)) => {
                 evaluate(model, set.x.view(), &set.labels)?
             }
             (Learner::Network { model, .. }, Evaluator::Matrix(set)) => {
@@ -160,26 +184,29 @@ impl Learner {
     /// The model as it is now.
     pub(crate) fn snapshot(&self) -> Model {
         match self {
-            Learner::Post { model, .. } => Model::Linear(model.clone()),
+            Learner::Linear { model, .. } => Model::Linear(model.clone()),
             Learner::Network { model, .. } => Model::Network(model.clone()),
             Learner::Cnn { model, .. } => Model::Cnn(model.clone()),
         }
     }
 
-    /// The optimiser's momentum, for checkpoints.
-    pub(crate) fn velocity(&self) -> Option<&[(Array2<f32>, Array1<f32>)]> {
+    /// The optimiser's momentum, for checkpoints: per layer `(weights,
+    /// biases)`; a linear model's is one matrix with no biases.
+    pub(crate) fn velocity(&self) -> Option<Velocity> {
         match self {
-            Learner::Post { .. } => None,
-            Learner::Network { trainer, .. } => Some(trainer.velocity()),
-            Learner::Cnn { trainer, .. } => Some(trainer.velocity()),
+            Learner::Linear { model, sgd, .. } => {
+                sgd.velocity(model).map(|w| vec![(w, Array1::zeros(0))])
+            }
+            Learner::Network { trainer, .. } => Some(trainer.velocity().to_vec()),
+            Learner::Cnn { trainer, .. } => Some(trainer.velocity().to_vec()),
         }
     }
 
-    /// What computes the steps: the fused kernels this CPU takes for the
-    /// post's model, ndarray's matrix products for a network.
+    /// What computes the steps: the fused kernels this CPU takes for a
+    /// linear model, ndarray's matrix products for a network.
     pub(crate) fn kernel(&self) -> &'static str {
         match self {
-            Learner::Post { .. } => mnist_model::kernel_path(),
+            Learner::Linear { .. } => mnist_model::kernel_path(),
             Learner::Network { .. } => "ndarray matrix products",
             Learner::Cnn { .. } => "im2col and ndarray matrix products, all cores",
         }

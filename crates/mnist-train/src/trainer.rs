@@ -95,7 +95,7 @@ pub trait Observer {
     /// An epoch is done and evaluated.
     fn epoch_finished(&mut self, _record: &EpochRecord) {}
     /// Whether [`checkpoint`](Self::checkpoint) should be called after every
-    /// epoch. The post's model is evaluated during the next epoch when no
+    /// epoch. A linear model is evaluated during the next epoch when no
     /// checkpoint is wanted; a checkpoint needs the evaluation at once.
     fn wants_checkpoints(&self) -> bool {
         false
@@ -276,12 +276,12 @@ impl<'d> Trainer<'d> {
                 (learner, Vec::new(), Vec::new())
             }
         };
-        let post = learner.is_post();
-        let mut test_set = Evaluator::new(post, test, pre, None)?;
+        let linear = learner.is_linear();
+        let mut test_set = Evaluator::new(linear, test, pre, None)?;
         let mut val_set = if val_idx.is_empty() {
             None
         } else {
-            Some(Evaluator::new(post, train, pre, Some(&val_idx))?)
+            Some(Evaluator::new(linear, train, pre, Some(&val_idx))?)
         };
         let val_samples = val_set.as_ref().map_or(test.len(), Evaluator::len);
         let setup_seconds = t_setup.elapsed().as_secs_f64();
@@ -305,7 +305,7 @@ impl<'d> Trainer<'d> {
             observer,
             held: None,
         };
-        // The post's model, on rows made from the images and with no
+        // A linear model, on rows made from the images and with no
         // checkpoint to keep after each epoch, is evaluated during the next
         // epoch: in the moments a step's two threads would wait for each
         // other, then what is left after the epoch. The results are the
@@ -317,7 +317,7 @@ impl<'d> Trainer<'d> {
             None => &mut test_set,
         };
         let (beside_rows, mut eval_now) = match eval_on {
-            Evaluator::Rows(eval_loader) if post && !checkpoints => {
+            Evaluator::Rows(eval_loader) if linear && !checkpoints => {
                 eval_loader.begin_epoch(0);
                 let batch = eval_loader
                     .next_lazy()
@@ -372,7 +372,7 @@ impl<'d> Trainer<'d> {
                 val_loss: f64::NAN,
                 val_accuracy: f64::NAN,
             };
-            if let (Some(rows), Learner::Post { model, .. }) = (&beside_rows, &learner) {
+            if let (Some(rows), Learner::Linear { model, .. }) = (&beside_rows, &learner) {
                 let evaluation = PendingEvaluation::new(model, rows.0.labels, rows)?;
                 pending = Some((record, evaluation));
                 events.hold();
@@ -386,13 +386,14 @@ impl<'d> Trainer<'d> {
             last_eval = Some(eval);
             if checkpoints {
                 let model = learner.snapshot();
+                let velocity = learner.velocity();
                 events
                     .observer
                     .checkpoint(StateView {
                         epochs: &epochs,
                         iterations: &iterations,
                         model: &model,
-                        velocity: learner.velocity(),
+                        velocity: velocity.as_deref(),
                     })
                     .map_err(|reason| Error::Checkpoint { epoch, reason })?;
             }
