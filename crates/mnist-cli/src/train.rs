@@ -166,8 +166,9 @@ pub struct TrainArgs {
     /// L2 weight decay added to the gradient of the weights.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f32,
-    /// Threads of a convolutional network's steps (default: every core);
-    /// the results are the same for any number.
+    /// Threads of each training step (default: every core); the results
+    /// are the same, bit for bit, for any number. A linear model's step is
+    /// split in two parts, so it uses one thread or two.
     #[arg(long, value_name = "N")]
     #[serde(default)]
     pub threads: Option<usize>,

@@ -749,3 +749,45 @@ fn bad_network_flags_are_rejected_before_training() {
         assert_rejected(&mnist(&args), needle);
     }
 }
+
+#[test]
+fn every_model_saves_the_same_file_on_any_number_of_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 700, 50).unwrap();
+    let d = data.to_str().unwrap();
+    for (name, flags) in [
+        ("post", &["--epochs", "2"][..]),
+        ("softmax", &["--preset", "softmax", "--epochs", "2"][..]),
+        (
+            "mlp",
+            &["--preset", "mlp", "--hidden", "24", "--epochs", "2"][..],
+        ),
+    ] {
+        let saved: Vec<Vec<u8>> = ["1", "2", "3"]
+            .into_iter()
+            .map(|threads| {
+                let model = dir.path().join(format!("{name}-{threads}.json"));
+                let mut args = vec![
+                    "train",
+                    "--data-dir",
+                    d,
+                    "--log-every",
+                    "0",
+                    "--threads",
+                    threads,
+                    "--save",
+                    model.to_str().unwrap(),
+                ];
+                args.extend_from_slice(flags);
+                let o = mnist(&args);
+                assert!(o.status.success(), "{name}: {}", stderr(&o));
+                std::fs::read(&model).unwrap()
+            })
+            .collect();
+        assert!(
+            saved[1] == saved[0] && saved[2] == saved[0],
+            "{name}: the models differ"
+        );
+    }
+}

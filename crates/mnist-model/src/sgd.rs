@@ -44,6 +44,8 @@ pub struct Sgd {
     /// The velocity in the kernels' packed layout; empty until the first
     /// step with momentum.
     velocity: Vec<f32>,
+    /// Whether a step may run its two parts on two threads.
+    two_threads: bool,
 }
 
 impl Default for Sgd {
@@ -54,6 +56,7 @@ impl Default for Sgd {
             momentum: 0.0,
             weight_decay: 0.0,
             velocity: Vec::new(),
+            two_threads: true,
         }
     }
 }
@@ -124,8 +127,18 @@ impl Sgd {
             nominal_batch: None,
             momentum,
             weight_decay,
-            velocity: Vec::new(),
+            ..Sgd::default()
         })
+    }
+
+    /// Runs each step on at most `threads` threads (at least 1). A step is
+    /// split in two fixed parts whose gradients are added in order, so the
+    /// result is the same, bit for bit, on one thread or two; more than two
+    /// are not used.
+    #[must_use]
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.two_threads = threads > 1;
+        self
     }
 
     /// The batch size the gradient is divided by, if fixed; `None` when it
@@ -323,8 +336,15 @@ impl Sgd {
                 Some(self.velocity.as_mut_slice())
             }
         };
-        let (loss_sum, weights_finite) =
-            two_sides(model, y_onehot, features, scratch, Some((rule, velocity)))?;
+        let threads = if self.two_threads { 2 } else { 1 };
+        let (loss_sum, weights_finite) = two_sides(
+            model,
+            y_onehot,
+            features,
+            scratch,
+            Some((rule, velocity)),
+            threads,
+        )?;
         let loss = loss_sum / y_onehot.nrows() as f64;
         if !loss.is_finite() {
             return Err(Error::Diverged {
@@ -568,6 +588,7 @@ fn two_sides<F>(
     fill: &F,
     scratch: &mut StepScratch,
     update_with: Option<(Rule, Option<&mut [f32]>)>,
+    threads: usize,
 ) -> Result<(f64, bool)>
 where
     F: RowSource + ?Sized,
@@ -652,7 +673,7 @@ where
             update_half(k);
         }
     };
-    if rows >= MIN_ROWS_FOR_THREADS {
+    if threads > 1 && rows >= MIN_ROWS_FOR_THREADS {
         pool::join(|| side(0, x0, p0), || side(1, x1, p1));
     } else {
         side(0, x0, p0);
@@ -765,7 +786,7 @@ pub fn gradient(
     // The products only: on a copy of the model, which is never updated.
     let mut copy = model.clone();
     with_rows(x, |fill| {
-        two_sides(&mut copy, y_onehot, fill, scratch, None)
+        two_sides(&mut copy, y_onehot, fill, scratch, None, 2)
     })??;
     let classes = model.classes();
     let [g0, g1] = &scratch.grads;
@@ -1237,6 +1258,29 @@ mod tests {
         for ((f, c), &v) in threaded.indexed_iter() {
             let i = kernel::packed_index(f, c, 10);
             assert_eq!(v.to_bits(), (g0[i] + g1[i]).to_bits());
+        }
+        // Whole steps, with either optimiser and head, on one thread or two.
+        for (head, optimiser) in [
+            (Head::Sigmoid, Sgd::default()),
+            (Head::Softmax, Sgd::with_momentum(0.9, 1e-3).expect("valid")),
+        ] {
+            let start = m.clone().with_head(head);
+            let trained: Vec<_> = [1, 2, 3]
+                .into_iter()
+                .map(|threads| {
+                    let (mut model, mut sgd) =
+                        (start.clone(), optimiser.clone().with_threads(threads));
+                    let losses: Vec<u64> = (0..3)
+                        .map(|_| {
+                            sgd.step(&mut model, x.view(), y.view(), 0.1, &mut s)
+                                .expect("finite")
+                                .to_bits()
+                        })
+                        .collect();
+                    (model, losses, sgd.velocity(&start))
+                })
+                .collect();
+            assert!(trained.windows(2).all(|t| t[0] == t[1]), "{head}");
         }
     }
 

@@ -86,6 +86,9 @@ impl Learner {
                 } else {
                     Sgd::with_momentum(config.momentum, config.weight_decay)?
                 };
+                if let Some(threads) = config.threads {
+                    sgd = sgd.with_threads(threads);
+                }
                 if let Some(v) = velocity {
                     match v.as_slice() {
                         [(w, b)] if b.is_empty() => sgd.set_velocity(&model, w.view())?,
