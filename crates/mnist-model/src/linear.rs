@@ -145,8 +145,7 @@ impl LinearModel {
         self.head
     }
 
-    /// The weights in the kernels' packed layout (for tests of the kernels).
-    #[cfg(test)]
+    /// The weights in the kernels' packed layout.
     pub(crate) fn packed(&self) -> &[f32] {
         &self.packed
     }

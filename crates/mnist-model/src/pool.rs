@@ -285,20 +285,6 @@ where
     }
 }
 
-/// Waits until `done()` holds, meanwhile doing pieces of the idle work (see
-/// [`with_idle`]) while there are some, then spinning, and yielding the
-/// core after a while. For short waits of one thread of a [`join`] for the
-/// other: it never sleeps, since nothing would wake it.
-pub(crate) fn wait_doing_idle_work(done: impl Fn() -> bool) {
-    if done() {
-        return;
-    }
-    if let Some(h) = helper() {
-        while !done() && idle_piece(h, false) {}
-    }
-    spin_then_wait(done, false);
-}
-
 /// Clears the idle work on leaving [`with_idle`], even while unwinding;
 /// waits for a piece under way (it holds the read lock).
 struct ClearIdle<'h>(&'h Helper);
@@ -311,7 +297,7 @@ impl Drop for ClearIdle<'_> {
 
 /// Runs `f`, and meanwhile calls `idle` whenever a thread would wait: the
 /// helper thread between jobs, and this thread waiting for the helper in
-/// [`join`] or [`wait_doing_idle_work`]. `idle` does one small piece of
+/// [`join`]. `idle` does one small piece of
 /// work (a few microseconds: a piece under way delays the next job or the
 /// end of a join) and returns `true`, or returns `false` when none is left.
 /// Pieces may run on either thread, even at the same time, and never after
