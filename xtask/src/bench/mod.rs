@@ -1,17 +1,19 @@
 //! `bench`: end-to-end timing of the trainer, optionally side by side with
-//! the reference implementations (numpy and candle), run interleaved.
+//! the reference implementations (numpy and candle for the post's model,
+//! PyTorch for the presets), run interleaved.
 //!
 //! Each run is a whole process: wall time is from spawn to reap, peak memory
 //! is the child's `ru_maxrss` from `wait4`, and on Linux `/proc/<pid>/status`
 //! is sampled while it runs for the peaks of `RssAnon` (heap and other
 //! private memory) and `RssFile` (mapped file pages, the kernel's cache).
 //!
-//! One file per concern: `options` (flags and their checks),
-//! `process` (running and measuring a child), `cargo` (building the
-//! binaries), `parse` (what the runs print), `peers` (the reference
-//! implementations), `stats` (samples and medians), `flops` (the work of a
-//! run), `machine` (load, page mapping), `output` (the table and the JSON)
-//! and `post` (the post's bench, run by run).
+//! One file per concern: `options` (flags and their checks), `process`
+//! (running and measuring a child), `cargo` (building the binaries),
+//! `parse` (what the runs print), `peers` (the numpy and candle peers),
+//! `torch` (the PyTorch peers of the presets and their venv), `stats`
+//! (samples and medians), `flops` (the work of a run), `machine` (CPU,
+//! load, page mapping), `output` (the tables and the JSON), `post` (the
+//! post's bench, run by run) and `preset` (a preset's bench).
 
 mod cargo;
 mod flops;
@@ -28,8 +30,8 @@ pub use cargo::executable_from_messages;
 pub use flops::{report_work, Work};
 pub use machine::HugePages;
 pub use options::{
-    default_gz_dir, Options, UsageError, DEFAULT_EPOCHS, DEFAULT_RUNS, MAX_BASELINES, MAX_COUNT,
-    MNIST_FILES,
+    default_gz_dir, venv_python, Options, Preset, UsageError, DEFAULT_EPOCHS, DEFAULT_RUNS,
+    MAX_BASELINES, MAX_COUNT, MNIST_FILES,
 };
 pub use output::table;
 pub use parse::{last_value, parse_candle, parse_numpy, parse_report, Printed};
@@ -38,12 +40,19 @@ pub use process::status_kib;
 pub use stats::{median, Medians, Paired, Results, Sample};
 
 /// Builds the trainer, runs it (and the peers) `options.runs` times
-/// interleaved, prints a table and writes the JSON if asked.
+/// interleaved, prints a table and writes the JSON if asked: the post's
+/// model against numpy and candle, or a preset's network against PyTorch.
 ///
 /// # Errors
 ///
 /// Invalid options, the trainer failing to build or run, or the JSON file
 /// not being writable. A peer that cannot run is skipped, not an error.
 pub fn run(options: &Options) -> anyhow::Result<Results> {
-    post::run(options)
+    match options.preset {
+        Preset::Post => post::run(options),
+        _ => {
+            options.check()?;
+            anyhow::bail!("--preset {}: not implemented yet", options.preset.name())
+        }
+    }
 }

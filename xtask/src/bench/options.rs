@@ -22,16 +22,89 @@ pub const DEFAULT_EPOCHS: usize = 10;
 /// Most runs or epochs accepted.
 pub const MAX_COUNT: usize = 1000;
 
+/// Which network a bench trains: the post's model (the trainer's
+/// defaults, against numpy and candle) or one of `mnist train --preset`'s
+/// networks (against PyTorch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preset {
+    /// The post's linear model with ten sigmoids.
+    #[default]
+    Post,
+    /// Softmax regression, 785 x 10.
+    Softmax,
+    /// One hidden layer: 785 x 256 x 10.
+    Mlp,
+    /// Two 5x5 convolutions (16 and 32 filters), 128 hidden units, 10.
+    Cnn,
+}
+
+impl Preset {
+    /// Every preset, in `--help` order.
+    pub const ALL: [Self; 4] = [Self::Post, Self::Softmax, Self::Mlp, Self::Cnn];
+
+    /// The value of `--preset` that names it (and `mnist train --preset`'s).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Post => "post",
+            Self::Softmax => "softmax",
+            Self::Mlp => "mlp",
+            Self::Cnn => "cnn",
+        }
+    }
+
+    /// The preset named `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`UsageError`] naming `--preset` and the known names.
+    pub fn parse(name: &str) -> Result<Self, UsageError> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "--preset {name}: unknown preset (expected post, softmax, mlp or cnn)"
+                ))
+            })
+    }
+
+    /// Its epochs when `--epochs` is not given: those of `mnist train
+    /// --preset` (`Preset` in crates/mnist-train/src/config.rs).
+    pub fn epochs(self) -> usize {
+        match self {
+            Self::Post => DEFAULT_EPOCHS,
+            Self::Softmax => 60,
+            Self::Mlp => 20,
+            Self::Cnn => 12,
+        }
+    }
+
+    /// The PyTorch peer's script in the `--compare` folder; `None` for the
+    /// post, whose peers are numpy and candle.
+    pub fn torch_script(self) -> Option<&'static str> {
+        match self {
+            Self::Post => None,
+            Self::Softmax | Self::Mlp => Some("torch_presets.py"),
+            Self::Cnn => Some("torch_cnn.py"),
+        }
+    }
+}
+
 /// What `cargo xtask bench` measures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// Runs of each implementation.
     pub runs: usize,
-    /// Epochs per run.
+    /// Epochs per run (`cargo xtask bench` gives the preset's own when
+    /// `--epochs` is not given: [`Preset::epochs`]).
     pub epochs: usize,
+    /// The network to train.
+    pub preset: Preset,
     /// Decompressed dataset for the Rust trainer.
     pub data_dir: PathBuf,
-    /// Folder with `numpy_fast.py` and `candle-linear/`, to compare with.
+    /// Folder with the peers to compare with: `numpy_fast.py` and
+    /// `candle-linear/` for the post, `torch_presets.py` and `torch_cnn.py`
+    /// for the presets.
     pub compare: Option<PathBuf>,
     /// Folder with the four `.gz` files the peers read.
     pub gz_dir: Option<PathBuf>,
@@ -41,6 +114,9 @@ pub struct Options {
     /// ours and interleaved with it, to compare builds in the same phases of
     /// the machine.
     pub baselines: Vec<PathBuf>,
+    /// Virtual environment with `torch` and `numpy` for the PyTorch peers;
+    /// `None`: `target/torch-venv`, made if missing.
+    pub torch_venv: Option<PathBuf>,
 }
 
 /// Most `--baseline` builds one bench runs.
@@ -51,6 +127,7 @@ impl Default for Options {
         Self {
             runs: DEFAULT_RUNS,
             epochs: DEFAULT_EPOCHS,
+            preset: Preset::Post,
             data_dir: workspace_root().join("data").join("mnist"),
             compare: None,
             gz_dir: default_gz_dir(
@@ -59,6 +136,7 @@ impl Default for Options {
             ),
             json: None,
             baselines: Vec::new(),
+            torch_venv: None,
         }
     }
 }
@@ -81,8 +159,10 @@ impl Options {
     /// # Errors
     ///
     /// [`UsageError`] naming the flag: a count out of range, a dataset
-    /// folder without its four files, a missing comparison folder or `.gz`
-    /// folder, a JSON path in a folder that does not exist.
+    /// folder without its four files, a missing comparison folder, peer
+    /// script or `.gz` folder, a `--torch-venv` without its Python or
+    /// without `--compare`, `--baseline` with a preset, a JSON path in a
+    /// folder that does not exist.
     pub fn check(&self) -> Result<(), UsageError> {
         let usage = |message: String| Err(UsageError(message));
         for (flag, value) in [("--runs", self.runs), ("--epochs", self.epochs)] {
@@ -100,6 +180,15 @@ impl Options {
             if !dir.is_dir() {
                 return usage(format!("--compare {}: not a directory", dir.display()));
             }
+            if let Some(script) = self.preset.torch_script() {
+                if !dir.join(script).is_file() {
+                    return usage(format!(
+                        "--compare {}: {script} not found (the PyTorch peer of --preset {})",
+                        dir.display(),
+                        self.preset.name()
+                    ));
+                }
+            }
             let Some(gz) = &self.gz_dir else {
                 return usage(
                     "--compare needs the .gz files: pass --gz-dir DIR or set MNIST_MIRROR".into(),
@@ -108,6 +197,33 @@ impl Options {
             if let Some(missing) = missing_file(gz, &MNIST_FILES, ".gz") {
                 return usage(format!("--gz-dir {}: {missing} not found", gz.display()));
             }
+        }
+        if let Some(venv) = &self.torch_venv {
+            if self.preset == Preset::Post {
+                return usage(
+                    "--torch-venv: only for --preset softmax, mlp or cnn (the post's peers are numpy and candle)"
+                        .into(),
+                );
+            }
+            if self.compare.is_none() {
+                return usage(
+                    "--torch-venv needs --compare DIR, the folder of the torch scripts".into(),
+                );
+            }
+            let python = venv_python(venv);
+            if !python.is_file() {
+                return usage(format!(
+                    "--torch-venv {}: {} not found (expected a virtual environment)",
+                    venv.display(),
+                    python.display()
+                ));
+            }
+        }
+        if self.preset != Preset::Post && !self.baselines.is_empty() {
+            return usage(format!(
+                "--baseline: only with --preset post, not --preset {}",
+                self.preset.name()
+            ));
         }
         if self.baselines.len() > MAX_BASELINES {
             return usage(format!(
@@ -137,6 +253,15 @@ impl Options {
             }
         }
         Ok(())
+    }
+}
+
+/// The Python of the virtual environment `venv`.
+pub fn venv_python(venv: &Path) -> PathBuf {
+    if cfg!(windows) {
+        venv.join("Scripts").join("python.exe")
+    } else {
+        venv.join("bin").join("python")
     }
 }
 
@@ -252,6 +377,100 @@ mod tests {
         assert_eq!(
             default_gz_dir(Some(dir.path().as_os_str()), &root),
             Some(dir.path().to_path_buf())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn presets_are_named_on_the_command_line() {
+        for preset in Preset::ALL {
+            assert_eq!(Preset::parse(preset.name()), Ok(preset));
+        }
+        assert_eq!(
+            Preset::parse("resnet").map_err(|e| e.0),
+            Err("--preset resnet: unknown preset (expected post, softmax, mlp or cnn)".into())
+        );
+        assert!(Preset::parse("CNN").is_err());
+        assert_eq!(
+            Preset::ALL.map(Preset::epochs),
+            [DEFAULT_EPOCHS, 60, 20, 12]
+        );
+        assert_eq!(Preset::Post.torch_script(), None);
+        assert_eq!(Preset::Cnn.torch_script(), Some("torch_cnn.py"));
+    }
+
+    #[test]
+    fn preset_flags_are_validated() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (data, anchors, venv) = (
+            dir.path().join("data"),
+            dir.path().join("anchors"),
+            dir.path().join("venv"),
+        );
+        for d in [&data, &anchors, &venv.join("bin")] {
+            fs::create_dir_all(d)?;
+        }
+        for name in MNIST_FILES {
+            fs::write(data.join(name), b"")?;
+            fs::write(data.join(format!("{name}.gz")), b"")?;
+        }
+        fs::write(anchors.join("torch_presets.py"), b"")?;
+        let good = Options {
+            data_dir: data.clone(),
+            gz_dir: Some(data.clone()),
+            compare: Some(anchors.clone()),
+            preset: Preset::Mlp,
+            ..Options::default()
+        };
+        assert_eq!(good.check(), Ok(()));
+        let bad = |o: Options| o.check().map_err(|e| e.0);
+        let err = bad(Options {
+            preset: Preset::Cnn,
+            ..good.clone()
+        });
+        assert!(
+            err.as_ref().is_err_and(|e| e.starts_with("--compare ")
+                && e.ends_with("torch_cnn.py not found (the PyTorch peer of --preset cnn)")),
+            "{err:?}"
+        );
+        // Without --compare no script is needed.
+        assert_eq!(
+            Options {
+                preset: Preset::Cnn,
+                compare: None,
+                ..good.clone()
+            }
+            .check(),
+            Ok(())
+        );
+        let err = bad(Options {
+            torch_venv: Some(venv.clone()),
+            ..good.clone()
+        });
+        assert!(err.is_err_and(|e| e.starts_with("--torch-venv ") && e.contains("not found")));
+        fs::write(venv_python(&venv), b"")?;
+        let with_venv = Options {
+            torch_venv: Some(venv.clone()),
+            ..good.clone()
+        };
+        assert_eq!(with_venv.check(), Ok(()));
+        let err = bad(Options {
+            compare: None,
+            ..with_venv.clone()
+        });
+        assert!(err.is_err_and(|e| e.starts_with("--torch-venv needs --compare")));
+        let err = bad(Options {
+            preset: Preset::Post,
+            ..with_venv.clone()
+        });
+        assert!(err.is_err_and(|e| e.starts_with("--torch-venv: only for --preset")));
+        let err = bad(Options {
+            baselines: vec![data.join(MNIST_FILES[0])],
+            ..good.clone()
+        });
+        assert_eq!(
+            err,
+            Err("--baseline: only with --preset post, not --preset mlp".into())
         );
         Ok(())
     }
