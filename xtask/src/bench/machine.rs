@@ -110,6 +110,34 @@ pub(super) fn loadavg() -> Option<String> {
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
+/// The CPU's model name: `/proc/cpuinfo`'s `model name`, else `lscpu`'s
+/// `Model name`; `None` where neither tells.
+pub fn cpu_model() -> Option<String> {
+    if let Some(name) = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| model_name(&t))
+    {
+        return Some(name);
+    }
+    let out = std::process::Command::new("lscpu")
+        .env("LC_ALL", "C")
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    model_name(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The first `model name` (any case) value of `/proc/cpuinfo` or `lscpu`
+/// text.
+pub fn model_name(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        let value = value.trim();
+        (key.trim().eq_ignore_ascii_case("model name") && !value.is_empty())
+            .then(|| value.to_string())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +187,14 @@ FilePmdMapped:      2048 kB
         assert!(small
             .describe()
             .contains("`cargo xtask fetch-data --force` rewrites it"));
+    }
+
+    #[test]
+    fn reads_the_cpu_model_name() {
+        let cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel\t\t: 17\nmodel name\t: AMD EPYC 9R14\n";
+        assert_eq!(model_name(cpuinfo), Some("AMD EPYC 9R14".into()));
+        let lscpu = "Vendor ID:   ARM\nModel name:  Neoverse-N1\nModel:  1\n";
+        assert_eq!(model_name(lscpu), Some("Neoverse-N1".into()));
+        assert_eq!(model_name("model name\t:\nmodel: 3\n"), None);
     }
 }

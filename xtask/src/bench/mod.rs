@@ -27,8 +27,10 @@ mod process;
 mod stats;
 
 pub use cargo::executable_from_messages;
-pub use flops::{report_work, Work};
-pub use machine::HugePages;
+pub use flops::{
+    eval_flops_per_sample, network, report_work, run_flops, train_flops_per_sample, Product, Work,
+};
+pub use machine::{cpu_model, model_name, HugePages};
 pub use options::{
     default_gz_dir, venv_python, Options, Preset, UsageError, DEFAULT_EPOCHS, DEFAULT_RUNS,
     MAX_BASELINES, MAX_COUNT, MNIST_FILES,
