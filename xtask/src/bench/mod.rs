@@ -23,8 +23,10 @@ mod output;
 mod parse;
 mod peers;
 mod post;
+mod preset;
 mod process;
 mod stats;
+mod torch;
 
 pub use cargo::executable_from_messages;
 pub use flops::{
@@ -35,9 +37,12 @@ pub use options::{
     default_gz_dir, venv_python, Options, Preset, UsageError, DEFAULT_EPOCHS, DEFAULT_RUNS,
     MAX_BASELINES, MAX_COUNT, MNIST_FILES,
 };
-pub use output::table;
-pub use parse::{last_value, parse_candle, parse_numpy, parse_report, Printed};
+pub use output::{preset_table, table};
+pub use parse::{
+    last_value, parse_candle, parse_numpy, parse_report, parse_torch, Printed, TorchLine,
+};
 pub use peers::Impl;
+pub use preset::PresetInfo;
 pub use process::status_kib;
 pub use stats::{median, Medians, Paired, Results, Sample};
 
@@ -52,9 +57,6 @@ pub use stats::{median, Medians, Paired, Results, Sample};
 pub fn run(options: &Options) -> anyhow::Result<Results> {
     match options.preset {
         Preset::Post => post::run(options),
-        _ => {
-            options.check()?;
-            anyhow::bail!("--preset {}: not implemented yet", options.preset.name())
-        }
+        _ => preset::run(options),
     }
 }

@@ -5,10 +5,11 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::Context as _;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::options::{parent_dir, Options};
 use super::peers::Impl;
+use super::preset::PresetInfo;
 use super::stats::{Results, Sample};
 
 pub(super) fn mib(kib: Option<f64>) -> String {
@@ -175,7 +176,12 @@ pub(super) fn write_json(path: &Path, results: &Results, options: &Options) -> a
             .collect::<Vec<_>>(),
         "samples": results.samples.iter().map(Sample::to_json).collect::<Vec<_>>(),
     });
-    let text = serde_json::to_string_pretty(&value).context("cannot encode the results")?;
+    write_atomically(path, &value)
+}
+
+/// Writes `value` to a temporary file next to `path`, then renames it.
+fn write_atomically(path: &Path, value: &Value) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).context("cannot encode the results")?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -187,4 +193,146 @@ pub(super) fn write_json(path: &Path, results: &Results, options: &Options) -> a
         return Err(e).with_context(|| format!("cannot write {}", path.display()));
     }
     Ok(())
+}
+
+/// A preset's GFLOP/s of one implementation, from its median training
+/// time, and the fraction of the peak.
+fn preset_rates(results: &Results, which: Impl) -> Option<(f64, Option<f64>)> {
+    let work = results.work.as_ref()?;
+    let m = results.medians(which)?;
+    let rate = work.flops / m.train_s;
+    Some((rate / 1e9, results.peak_flops.map(|peak| rate / peak)))
+}
+
+/// The presets' medians table, as printed: train seconds, accuracy,
+/// GFLOP/s and the fraction of the FMA peak, for ours and torch, then
+/// torch / rust.
+pub fn preset_table(results: &Results, options: &Options, info: &PresetInfo) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "preset {}: {} epoch(s), medians of {} run(s), {} thread(s) each; load average before {}, after {}",
+        options.preset.name(),
+        options.epochs,
+        options.runs,
+        info.threads,
+        results.load.0.as_deref().unwrap_or("?"),
+        results.load.1.as_deref().unwrap_or("?"),
+    );
+    let _ = writeln!(
+        out,
+        "CPU: {}; FMA peak {}",
+        info.cpu_model.as_deref().unwrap_or("unknown"),
+        match (results.peak_flops, info.peak_kernel) {
+            (Some(p), Some(k)) => format!(
+                "{:.1} GFLOP/s on {} core(s) with {k}, the widest FMAs of this CPU (measured after the runs)",
+                p / 1e9,
+                info.threads
+            ),
+            _ => "not measured (no SIMD FMAs known on this CPU)".into(),
+        }
+    );
+    if let Some(work) = &results.work {
+        let _ = writeln!(
+            out,
+            "work: {:.1} GFLOP a run (the products: forward, weight and input gradients, per-epoch test evaluation); rust kernel: {}",
+            work.flops / 1e9,
+            work.kernel
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<6} {:>4} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}",
+        "impl", "runs", "wall_s", "train_s", "accuracy", "GFLOP/s", "peak_%", "rss_MiB"
+    );
+    for which in [Impl::Rust, Impl::Torch] {
+        let Some(m) = results.medians(which) else {
+            continue;
+        };
+        let rates = preset_rates(results, which);
+        let _ = writeln!(
+            out,
+            "{:<6} {:>4} {:>8.3} {:>8.3} {:>8} {:>8} {:>7} {:>7}",
+            which.name(),
+            m.runs,
+            m.wall_s,
+            m.train_s,
+            m.accuracy.map_or_else(|| "-".into(), |a| format!("{a:.4}")),
+            rates.map_or_else(|| "-".into(), |(g, _)| format!("{g:.1}")),
+            rates
+                .and_then(|(_, f)| f)
+                .map_or_else(|| "-".into(), |f| format!("{:.1}", 100.0 * f)),
+            mib(m.max_rss_kib),
+        );
+    }
+    if let (Some(ours), Some(torch)) = (results.medians(Impl::Rust), results.medians(Impl::Torch)) {
+        let _ = writeln!(
+            out,
+            "torch / rust: train {:.2}x, wall {:.2}x (torch {}, OMP_WAIT_POLICY={}, {} thread(s))",
+            torch.train_s / ours.train_s,
+            torch.wall_s / ours.wall_s,
+            info.torch_version.as_deref().unwrap_or("?"),
+            info.torch_wait_policy,
+            info.torch_threads
+                .map_or_else(|| "?".into(), |t| t.to_string()),
+        );
+    }
+    for (which, reason) in &results.skipped {
+        let _ = writeln!(out, "{}: skipped: {reason}", which.name());
+    }
+    out
+}
+
+/// Writes a preset's results as JSON: the preset, the CPU, both medians
+/// (with GFLOP/s and the fraction of the peak), torch / rust, every run.
+pub(super) fn write_preset_json(
+    path: &Path,
+    results: &Results,
+    options: &Options,
+    info: &PresetInfo,
+) -> anyhow::Result<()> {
+    let mut medians = serde_json::Map::new();
+    for which in [Impl::Rust, Impl::Torch] {
+        if let Some(m) = results.medians(which) {
+            let mut value = m.to_json();
+            let rates = preset_rates(results, which);
+            if let Some(fields) = value.as_object_mut() {
+                fields.insert("gflop_per_s".into(), json!(rates.map(|(g, _)| g)));
+                fields.insert("peak_fraction".into(), json!(rates.and_then(|(_, f)| f)));
+            }
+            medians.insert(which.name().into(), value);
+        }
+    }
+    let ratio = match (results.medians(Impl::Rust), results.medians(Impl::Torch)) {
+        (Some(o), Some(t)) => {
+            json!({ "train": t.train_s / o.train_s, "wall": t.wall_s / o.wall_s })
+        }
+        _ => Value::Null,
+    };
+    let value = json!({
+        "preset": options.preset.name(),
+        "runs": options.runs,
+        "epochs": options.epochs,
+        "threads": info.threads,
+        "cpu_model": info.cpu_model,
+        "data_dir": options.data_dir,
+        "gz_dir": options.gz_dir,
+        "loadavg_before": results.load.0,
+        "loadavg_after": results.load.1,
+        "kernel": results.work.as_ref().map(|w| &w.kernel),
+        "flops_per_run": results.work.as_ref().map(|w| w.flops),
+        "peak_flops": results.peak_flops,
+        "peak_kernel": info.peak_kernel,
+        "torch_version": info.torch_version,
+        "torch_threads": info.torch_threads,
+        "torch_omp_wait_policy": info.torch_wait_policy,
+        "medians": medians,
+        "ratio_torch_over_rust": ratio,
+        "skipped": results.skipped.iter()
+            .map(|(w, r)| json!({ "impl": w.name(), "reason": r }))
+            .collect::<Vec<_>>(),
+        "samples": results.samples.iter().map(Sample::to_json).collect::<Vec<_>>(),
+    });
+    write_atomically(path, &value)
 }

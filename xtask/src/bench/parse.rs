@@ -87,6 +87,52 @@ pub fn parse_report(text: &str) -> anyhow::Result<(Printed, u64)> {
     ))
 }
 
+/// What a PyTorch peer (`torch_presets.py`, `torch_cnn.py`) printed: its
+/// one JSON line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TorchLine {
+    /// Timings and accuracy (`load_s` is 0 when the line has none, as
+    /// `torch_cnn.py`'s).
+    pub printed: Printed,
+    /// Epochs it says it trained.
+    pub epochs: Option<u64>,
+    /// Threads torch used (`torch.get_num_threads()`).
+    pub threads: Option<u64>,
+    /// torch's version.
+    pub version: Option<String>,
+}
+
+/// Parses the last line of `stdout` that is a JSON object with the numbers
+/// `train_s` and `accuracy` (and optionally `load_s`, `epochs`, `threads`
+/// and `torch`).
+///
+/// # Errors
+///
+/// No such line.
+pub fn parse_torch(stdout: &str) -> anyhow::Result<TorchLine> {
+    let line = stdout
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .find(|v| {
+            ["train_s", "accuracy"]
+                .iter()
+                .all(|k| v.get(k).and_then(Value::as_f64).is_some_and(f64::is_finite))
+        })
+        .context("the torch peer printed no JSON line with the numbers `train_s` and `accuracy`")?;
+    let number = |key: &str| line.get(key).and_then(Value::as_f64);
+    Ok(TorchLine {
+        printed: Printed {
+            load_s: number("load_s").unwrap_or(0.0),
+            train_s: number("train_s").unwrap_or(f64::NAN),
+            accuracy: number("accuracy"),
+        },
+        epochs: line.get("epochs").and_then(Value::as_u64),
+        threads: line.get("threads").and_then(Value::as_u64),
+        version: line.get("torch").and_then(Value::as_str).map(String::from),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +202,49 @@ load_s 0.388 train_s 1.050
         assert_eq!(printed.accuracy, Some(0.7858));
         assert!(parse_report("{}").is_err());
         assert!(parse_report("not json").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn parses_the_torch_peers_json_line() -> anyhow::Result<()> {
+        let presets = r#"{"preset": "mlp", "epochs": 20, "accuracy": 0.9818, "load_s": 0.512, "train_s": 17.56, "threads": 2, "torch": "2.15.0+cpu"}"#;
+        let line = parse_torch(&format!("some warning\n{presets}\n"))?;
+        assert_eq!(
+            line,
+            TorchLine {
+                printed: Printed {
+                    load_s: 0.512,
+                    train_s: 17.56,
+                    accuracy: Some(0.9818)
+                },
+                epochs: Some(20),
+                threads: Some(2),
+                version: Some("2.15.0+cpu".into()),
+            }
+        );
+        let cnn = r#"{"model": "cnn", "epochs": 2, "batch": 64, "accuracy": 0.9883, "train_s": 23.1, "accuracies": [0.98, 0.9883], "threads": 2, "torch": "2.15.0"}"#;
+        let line = parse_torch(cnn)?;
+        assert_eq!(line.printed.load_s, 0.0);
+        assert_eq!(line.printed.train_s, 23.1);
+        assert_eq!(line.printed.accuracy, Some(0.9883));
+        assert_eq!(line.epochs, Some(2));
+        for bad in [
+            "",
+            "accuracy 0.9 train_s 1.0",
+            r#"{"accuracy": 0.9}"#,
+            r#"{"accuracy": 0.9, "train_s": "fast"}"#,
+            r#"[0.9, 1.0]"#,
+        ] {
+            let err = parse_torch(bad).map(|_| ()).map_err(|e| e.to_string());
+            assert_eq!(
+                err,
+                Err(
+                    "the torch peer printed no JSON line with the numbers `train_s` and `accuracy`"
+                        .into()
+                ),
+                "{bad}"
+            );
+        }
         Ok(())
     }
 }

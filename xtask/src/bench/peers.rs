@@ -37,6 +37,8 @@ pub enum Impl {
     Numpy,
     /// `candle-linear`.
     Candle,
+    /// A PyTorch peer of a preset (`torch_presets.py`, `torch_cnn.py`).
+    Torch,
     /// Another build's `mnist train` (the `--baseline` of this index).
     Baseline(usize),
 }
@@ -48,6 +50,7 @@ impl Impl {
             Self::Rust => "rust",
             Self::Numpy => "numpy",
             Self::Candle => "candle",
+            Self::Torch => "torch",
             Self::Baseline(i) => BASELINE_NAMES.get(i).copied().unwrap_or("baseline?"),
         }
     }
