@@ -336,3 +336,77 @@ pub(super) fn write_preset_json(
     });
     write_atomically(path, &value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{Preset, Printed, Work};
+
+    #[test]
+    fn preset_table_gives_rates_and_the_ratio() {
+        let sample = |implementation, run, train_s| Sample {
+            implementation,
+            run,
+            wall_s: train_s + 1.0,
+            printed: Printed {
+                load_s: 0.0,
+                train_s,
+                accuracy: Some(0.98),
+            },
+            train_samples: 60_000,
+            epochs: 2,
+            max_rss_kib: Some(2048),
+            peak_anon_kib: None,
+            peak_file_kib: None,
+        };
+        let results = Results {
+            samples: vec![
+                sample(Impl::Rust, 1, 2.0),
+                sample(Impl::Torch, 1, 4.0),
+                sample(Impl::Rust, 2, 2.0),
+                sample(Impl::Torch, 2, 4.0),
+            ],
+            work: Some(Work {
+                kernel: "ndarray matrix products".into(),
+                flops: 100e9,
+            }),
+            peak_flops: Some(200e9),
+            ..Results::default()
+        };
+        let options = Options {
+            preset: Preset::Mlp,
+            epochs: 2,
+            runs: 2,
+            ..Options::default()
+        };
+        let info = PresetInfo {
+            cpu_model: Some("Test CPU".into()),
+            threads: 2,
+            peak_kernel: Some("avx2+fma"),
+            torch_threads: Some(2),
+            torch_version: Some("2.0".into()),
+            torch_wait_policy: "PASSIVE".into(),
+        };
+        let printed = preset_table(&results, &options, &info);
+        assert!(
+            printed.starts_with("preset mlp: 2 epoch(s), medians of 2 run(s)"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("CPU: Test CPU; FMA peak 200.0 GFLOP/s on 2 core(s) with avx2+fma")
+        );
+        // 100 GFLOP in 2 s and in 4 s: 50 and 25 GFLOP/s, 25% and 12.5%.
+        assert!(
+            printed.contains("\nrust      2    3.000    2.000   0.9800     50.0    25.0       2\n"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("\ntorch     2    5.000    4.000   0.9800     25.0    12.5       2\n"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("torch / rust: train 2.00x, wall 1.67x"),
+            "{printed}"
+        );
+    }
+}
