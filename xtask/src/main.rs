@@ -96,14 +96,20 @@ struct BenchArgs {
     /// Runs of each implementation (medians are reported)
     #[arg(long, value_name = "N", default_value_t = bench::DEFAULT_RUNS)]
     runs: usize,
-    /// Epochs per run
-    #[arg(long, value_name = "E", default_value_t = bench::DEFAULT_EPOCHS)]
-    epochs: usize,
+    /// Epochs per run, passed to the peers too [default: the preset's: post 10,
+    /// softmax 60, mlp 20, cnn 12]
+    #[arg(long, value_name = "E")]
+    epochs: Option<usize>,
+    /// Network to train: post (the post's model, against numpy and candle), or
+    /// `mnist train --preset` softmax, mlp or cnn (against PyTorch)
+    #[arg(long, value_name = "NAME", default_value = "post")]
+    preset: String,
     /// Decompressed dataset for the trainer [default: data/mnist at the workspace root]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Also run the reference implementations in DIR (numpy_fast.py, candle-linear/),
-    /// interleaved with ours
+    /// Also run the reference implementations in DIR, interleaved with ours:
+    /// numpy_fast.py and candle-linear/ for the post, torch_presets.py or
+    /// torch_cnn.py for a preset
     #[arg(long, value_name = "DIR")]
     compare: Option<PathBuf>,
     /// Folder with the four .gz files the peers read [default: MNIST_MIRROR if a
@@ -118,6 +124,11 @@ struct BenchArgs {
     /// for several builds (up to 8)
     #[arg(long, value_name = "BIN")]
     baseline: Vec<PathBuf>,
+    /// Virtual environment with torch and numpy for the PyTorch peers (its
+    /// bin/python) [default: target/torch-venv, made with pip if missing:
+    /// about 5.5 GB of downloads]
+    #[arg(long, value_name = "DIR")]
+    torch_venv: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -204,14 +215,17 @@ fn run_cross(args: CrossArgs) -> anyhow::Result<()> {
 
 fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     let defaults = bench::Options::default();
+    let preset = bench::Preset::parse(&args.preset)?;
     let options = bench::Options {
         runs: args.runs,
-        epochs: args.epochs,
+        epochs: args.epochs.unwrap_or(preset.epochs()),
+        preset,
         data_dir: args.data_dir.unwrap_or(defaults.data_dir),
         compare: args.compare,
         gz_dir: args.gz_dir.or(defaults.gz_dir),
         json: args.json,
         baselines: args.baseline,
+        torch_venv: args.torch_venv,
     };
     bench::run(&options)?;
     Ok(())

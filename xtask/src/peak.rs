@@ -39,6 +39,16 @@ pub fn flops(kernel: &str, threads: usize) -> Option<f64> {
     (0..3).filter_map(|_| pass()).reduce(f64::max)
 }
 
+/// The widest FMA instructions this CPU has, as a kernel path's name
+/// (`avx512f+fma`, `avx2+fma`, `neon`), for a peak when the run's own
+/// products are not one of those paths (a preset's ndarray products);
+/// `None` without SIMD FMAs.
+pub fn widest_kernel() -> Option<&'static str> {
+    ["avx512f+fma", "avx2+fma", "neon"]
+        .into_iter()
+        .find(|k| chains(k, 1).is_some())
+}
+
 /// `f32` lanes of the FMA instructions of `kernel`.
 fn lanes(kernel: &str) -> Option<usize> {
     match kernel {

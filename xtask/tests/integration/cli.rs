@@ -89,8 +89,20 @@ fn bench_flags_are_checked_before_building() -> TestResult {
     let missing = dir.path().join("missing");
     let missing = missing.to_str().ok_or("temp path is not UTF-8")?;
     let json_in_missing = format!("{missing}/r.json");
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--runs", "0"], "error: --runs 0: expected 1 to 1000"),
+        (
+            &["--preset", "resnet"],
+            "error: --preset resnet: unknown preset (expected post, softmax, mlp or cnn)",
+        ),
+        (
+            &["--preset", "cnn", "--compare", data, "--gz-dir", data],
+            "torch_cnn.py not found (the PyTorch peer of --preset cnn)",
+        ),
+        (
+            &["--preset", "mlp", "--torch-venv", data],
+            "error: --torch-venv needs --compare DIR",
+        ),
         (
             &["--epochs", "5000"],
             "error: --epochs 5000: expected 1 to 1000",
