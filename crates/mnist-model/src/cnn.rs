@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::metrics::{check_labels, ConfusionMatrix, Evaluation};
 use crate::mlp::{activate, argmax_rows, check_step, Dense};
+use crate::parts::{default_threads, run_parts};
 
 /// The model-file version of convolutional networks.
 pub const CNN_VERSION: u64 = 3;
@@ -621,42 +622,6 @@ fn max_pool(
             }
         }
     }
-}
-
-/// The threads a step uses by default: every core.
-fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
-/// Runs `f(i, &mut works[i])` for every part on up to `threads` threads,
-/// each taking a run of consecutive parts. Which thread does a part never
-/// changes its result.
-fn run_parts(works: &mut [PartWork], threads: usize, f: impl Fn(usize, &mut PartWork) + Sync) {
-    let threads = threads.clamp(1, works.len().max(1));
-    if threads == 1 {
-        for (i, work) in works.iter_mut().enumerate() {
-            f(i, work);
-        }
-        return;
-    }
-    let per = works.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let f = &f;
-        let mut chunks = works.chunks_mut(per).enumerate();
-        let first = chunks.next();
-        for (t, chunk) in chunks {
-            scope.spawn(move || {
-                for (j, work) in chunk.iter_mut().enumerate() {
-                    f(t * per + j, work);
-                }
-            });
-        }
-        if let Some((_, chunk)) = first {
-            for (j, work) in chunk.iter_mut().enumerate() {
-                f(j, work);
-            }
-        }
-    });
 }
 
 /// The side of an image of `side` pixels after a convolution of `kernel`
