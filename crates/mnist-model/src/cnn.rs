@@ -17,7 +17,8 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::metrics::{check_labels, ConfusionMatrix, Evaluation};
-use crate::mlp::{activate, argmax_rows, check_step, Dense};
+use crate::mlp::{activate, argmax_rows, Dense};
+use crate::optim::check_step;
 use crate::parts::{default_threads, run_parts};
 
 /// The model-file version of convolutional networks.
@@ -658,7 +659,7 @@ impl CnnTrainer {
     /// [`Error::InvalidParameter`] when `momentum` is not in `[0, 1)` or
     /// `weight_decay` is negative or not finite.
     pub fn new(model: &Cnn, momentum: f32, weight_decay: f32) -> Result<Self> {
-        crate::mlp::check_optimiser(momentum, weight_decay)?;
+        crate::optim::check_optimiser(momentum, weight_decay)?;
         Ok(Self {
             momentum,
             weight_decay,
@@ -731,7 +732,7 @@ impl CnnTrainer {
                 weights_finite: true,
             });
         }
-        crate::mlp::momentum_update(
+        crate::optim::momentum_update(
             model.parameters_mut(),
             &total.grads,
             &mut self.velocity,
@@ -752,7 +753,7 @@ impl CnnTrainer {
     /// # Errors
     /// As `MlpTrainer::set_velocity`.
     pub fn set_velocity(&mut self, velocity: Vec<(Array2<f32>, Array1<f32>)>) -> Result<()> {
-        crate::mlp::check_velocity(&velocity, &self.velocity)?;
+        crate::optim::check_velocity(&velocity, &self.velocity)?;
         self.velocity = velocity;
         Ok(())
     }
