@@ -68,14 +68,14 @@ pub(crate) fn momentum_update(
     let (mu, wd) = (momentum, weight_decay);
     let mut finite = true;
     for (((w, b), (gw, gb)), (vw, vb)) in params.into_iter().zip(grads).zip(velocity) {
-        Zip::from(&mut *w).and(vw).and(gw).for_each(|w, v, &g| {
-            *v = mu * *v + g + wd * *w;
-            *w -= lr * *v;
-        });
-        Zip::from(&mut *b).and(vb).and(gb).for_each(|b, v, &g| {
-            *v = mu * *v + g;
-            *b -= lr * *v;
-        });
+        Zip::from(&mut *w)
+            .and(vw)
+            .and(gw)
+            .for_each(|w, v, &g| update_weight(w, v, g, (mu, wd, lr)));
+        Zip::from(&mut *b)
+            .and(vb)
+            .and(gb)
+            .for_each(|b, v, &g| update_bias(b, v, g, (mu, wd, lr)));
         finite &= w.sum().is_finite() && b.sum().is_finite();
     }
     if finite {
@@ -124,4 +124,23 @@ pub(crate) fn check_velocity(
         }
     }
     Ok(())
+}
+
+/// The settings of one momentum update: `(momentum, weight_decay, lr)`.
+pub(crate) type Rates = (f32, f32, f32);
+
+/// One weight's update in [`momentum_update`]: `v = momentum * v + g +
+/// weight_decay * w`, then `w -= lr * v`.
+#[inline(always)]
+pub(crate) fn update_weight(w: &mut f32, v: &mut f32, g: f32, (mu, wd, lr): Rates) {
+    *v = mu * *v + g + wd * *w;
+    *w -= lr * *v;
+}
+
+/// One bias's update in [`momentum_update`] (biases do not decay):
+/// `v = momentum * v + g`, then `b -= lr * v`.
+#[inline(always)]
+pub(crate) fn update_bias(b: &mut f32, v: &mut f32, g: f32, (mu, _, lr): Rates) {
+    *v = mu * *v + g;
+    *b -= lr * *v;
 }
