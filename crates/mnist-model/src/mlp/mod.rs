@@ -20,7 +20,7 @@ pub(crate) use file::parse_layer;
 pub use file::NETWORK_VERSION;
 pub use trainer::MlpTrainer;
 
-use ndarray::{s, Array1, Array2, ArrayView2, ArrayViewMut2, Axis, Zip};
+use ndarray::{s, Array1, Array2, ArrayView2, ArrayViewMut2, Zip};
 use rand::Rng;
 use rand_distr::StandardNormal;
 
@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::loss::PROB_CLIP;
 use crate::metrics::{check_labels, ConfusionMatrix, Evaluation};
+use crate::parts::{default_threads, run_parts};
 use crate::sigmoid::sigmoid;
 
 /// One fully connected layer: `x W + b`, `W` of shape `(inputs, outputs)`.
@@ -367,22 +368,27 @@ pub fn evaluate_mlp(model: &Mlp, x: ArrayView2<'_, f32>, labels: &[u8]) -> Resul
     model.check_input(&x)?;
     let classes = model.classes();
     check_labels(labels, x.nrows(), classes)?;
+    // Chunks of fixed rows, two a thread at a time, each with its own
+    // buffers; their losses and predictions taken in order, so the
+    // threads change nothing.
     const CHUNK: usize = 1024;
-    let mut work = Work::default();
+    let threads = default_threads();
+    let mut chunks: Vec<EvalChunk> = Vec::new();
     let mut predicted = Vec::with_capacity(labels.len());
     let mut loss_sum = 0.0;
-    let mut y = Array2::<f32>::zeros((CHUNK, classes));
-    for (start, xs) in (0..).step_by(CHUNK).zip(x.axis_chunks_iter(Axis(0), CHUNK)) {
-        let rows = xs.nrows();
-        let ls = &labels[start..start + rows];
-        let mut yv = y.slice_mut(s![..rows, ..]);
-        yv.fill(0.0);
-        for (i, &l) in ls.iter().enumerate() {
-            yv[[i, usize::from(l)]] = 1.0;
+    for first in (0..x.nrows()).step_by(CHUNK * 2 * threads) {
+        let rows = (x.nrows() - first).min(CHUNK * 2 * threads);
+        let count = rows.div_ceil(CHUNK);
+        chunks.resize_with(chunks.len().max(count), EvalChunk::default);
+        run_parts(&mut chunks[..count], threads, |i, chunk| {
+            let start = first + i * CHUNK;
+            let end = (start + CHUNK).min(first + rows);
+            chunk.evaluate(model, x.slice(s![start..end, ..]), &labels[start..end]);
+        });
+        for chunk in &chunks[..count] {
+            loss_sum += chunk.loss;
+            predicted.extend_from_slice(&chunk.predicted);
         }
-        let p = model.forward(xs, &mut work);
-        loss_sum += model.loss(p, y.slice(s![..rows, ..])) * rows as f64;
-        predicted.extend(argmax_rows(p));
     }
     let confusion = ConfusionMatrix::from_predictions(classes, labels, &predicted)?;
     Ok(Evaluation {
@@ -390,6 +396,29 @@ pub fn evaluate_mlp(model: &Mlp, x: ArrayView2<'_, f32>, labels: &[u8]) -> Resul
         accuracy: confusion.accuracy(),
         confusion,
     })
+}
+
+/// The buffers and results of one chunk of [`evaluate_mlp`].
+#[derive(Debug, Default)]
+struct EvalChunk {
+    work: Work,
+    y: Array2<f32>,
+    /// The loss summed over the chunk's rows.
+    loss: f64,
+    predicted: Vec<usize>,
+}
+
+impl EvalChunk {
+    fn evaluate(&mut self, model: &Mlp, x: ArrayView2<'_, f32>, labels: &[u8]) {
+        let rows = x.nrows();
+        self.y = Array2::zeros((rows, model.classes()));
+        for (mut y, &l) in self.y.rows_mut().into_iter().zip(labels) {
+            y[usize::from(l)] = 1.0;
+        }
+        let p = model.forward(x, &mut self.work);
+        self.loss = model.loss(p, self.y.view()) * rows as f64;
+        self.predicted = argmax_rows(p);
+    }
 }
 
 #[cfg(test)]
@@ -428,5 +457,29 @@ mod tests {
             assert!(row.iter().all(|v| v.is_finite()));
         }
         assert_eq!(m.predict(ndarray::array![[1.0f32]].view()).unwrap(), [0]);
+    }
+
+    /// Chunks of rows evaluated on the threads give the loss and the
+    /// confusion of the whole set, taken in order.
+    #[test]
+    fn evaluation_in_chunks_is_the_whole_evaluation() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let model = Mlp::new(6, Some(64), 4, Head::Softmax, false, &mut rng).unwrap();
+        let n = 2 * 1024 + 300;
+        let x = Array2::from_shape_fn((n, 6), |(r, c)| ((r * 7 + c * 3) % 11) as f32 / 5.0 - 1.0);
+        let labels: Vec<u8> = (0..n).map(|r| (r % 4) as u8).collect();
+        let e = evaluate_mlp(&model, x.view(), &labels).unwrap();
+        let p = model.predict_proba(x.view()).unwrap();
+        let predicted = argmax_rows(p.view());
+        let want = ConfusionMatrix::from_predictions(4, &labels, &predicted).unwrap();
+        assert_eq!(e.confusion, want);
+        let loss = labels
+            .iter()
+            .zip(p.rows())
+            .map(|(&l, p)| -f64::from(p[usize::from(l)]).ln())
+            .sum::<f64>()
+            / n as f64;
+        assert!((e.loss - loss).abs() < 1e-6, "{} vs {loss}", e.loss);
     }
 }
