@@ -5,29 +5,36 @@
 //! batch (never on the threads), lets each part compute into its own
 //! buffers, and adds the parts' results up afterwards in part order.
 //! [`run_parts`] is the middle of that: it runs `f(i, &mut works[i])` for
-//! every part `i`.
+//! every part `i`, once.
 //!
 //! # Why it is safe and deterministic
 //!
-//! - No `unsafe`: the parts' buffers are handed out by
-//!   [`slice::chunks_mut`], so each thread holds `&mut` to a disjoint run
-//!   of them, and everything else `f` sees is shared (`Sync`) and read
+//! - No `unsafe`: each part's buffer sits behind its own [`Mutex`], and a
+//!   part is claimed by taking the next index from an atomic counter, so
+//!   each index (and lock) goes to exactly one thread and the lock is
+//!   never contended. Everything else `f` sees is shared (`Sync`) and read
 //!   only. [`std::thread::scope`] joins every thread before returning, so
-//!   the borrows end with the call and a panic in a part is propagated to
-//!   the caller.
-//! - The result of part `i` is a function of `i`, its buffer and the shared
-//!   inputs alone: which thread runs it, and when, cannot change a bit of
-//!   it. Callers then combine the parts in index order on one thread, so
-//!   the sum is the same for 1, 2 or 16 threads.
+//!   the borrows end with the call, and a panic in a part reaches the
+//!   caller.
+//! - Which thread runs a part is decided at run time (the first free
+//!   thread claims the next part: on a machine busy with other work, the
+//!   calling thread does the parts a late thread has not started). That
+//!   choice cannot change a bit: the result of part `i` is a function of
+//!   `i`, its buffer and the shared inputs alone. Callers then combine the
+//!   parts in index order, so the sum is the same for 1, 2 or 16 threads.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// The threads a step uses by default: every core.
 pub(crate) fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Runs `f(i, &mut works[i])` for every part on up to `threads` threads,
-/// each taking a run of consecutive parts (the calling thread takes the
-/// first run). Which thread does a part never changes its result.
+/// Runs `f(i, &mut works[i])` for every part on up to `threads` threads
+/// (the calling thread is one of them), each thread claiming the next
+/// part not yet started. Which thread does a part never changes its
+/// result.
 pub(crate) fn run_parts<W: Send>(
     works: &mut [W],
     threads: usize,
@@ -40,23 +47,22 @@ pub(crate) fn run_parts<W: Send>(
         }
         return;
     }
-    let per = works.len().div_ceil(threads);
+    let parts: Vec<Mutex<&mut W>> = works.iter_mut().map(Mutex::new).collect();
+    let next = AtomicUsize::new(0);
+    let claim = || loop {
+        // Each index is handed out once: the lock is never contended.
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(part) = parts.get(i) else {
+            break;
+        };
+        let mut work = part.lock().unwrap_or_else(PoisonError::into_inner);
+        f(i, &mut work);
+    };
     std::thread::scope(|scope| {
-        let f = &f;
-        let mut chunks = works.chunks_mut(per).enumerate();
-        let first = chunks.next();
-        for (t, chunk) in chunks {
-            scope.spawn(move || {
-                for (j, work) in chunk.iter_mut().enumerate() {
-                    f(t * per + j, work);
-                }
-            });
+        for _ in 1..threads {
+            scope.spawn(claim);
         }
-        if let Some((_, chunk)) = first {
-            for (j, work) in chunk.iter_mut().enumerate() {
-                f(j, work);
-            }
-        }
+        claim();
     });
 }
 
