@@ -145,7 +145,8 @@ impl MlpTrainer {
             }
         }
         let rates = (self.momentum, self.weight_decay, lr);
-        let scale = 1.0 / n as f32;
+        // An empty batch has no gradient (and must not make one of 0 / 0).
+        let scale = if n == 0 { 0.0 } else { 1.0 / n as f32 };
         run_parts(&mut runs, self.threads, |_, run| {
             run.update(works, scale, rates)
         });
