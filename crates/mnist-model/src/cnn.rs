@@ -17,7 +17,9 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::metrics::{check_labels, ConfusionMatrix, Evaluation};
-use crate::mlp::{activate, argmax_rows, check_step, Dense};
+use crate::mlp::{activate, argmax_rows, Dense};
+use crate::optim::check_step;
+use crate::parts::{default_threads, run_parts};
 
 /// The model-file version of convolutional networks.
 pub const CNN_VERSION: u64 = 3;
@@ -623,42 +625,6 @@ fn max_pool(
     }
 }
 
-/// The threads a step uses by default: every core.
-fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
-/// Runs `f(i, &mut works[i])` for every part on up to `threads` threads,
-/// each taking a run of consecutive parts. Which thread does a part never
-/// changes its result.
-fn run_parts(works: &mut [PartWork], threads: usize, f: impl Fn(usize, &mut PartWork) + Sync) {
-    let threads = threads.clamp(1, works.len().max(1));
-    if threads == 1 {
-        for (i, work) in works.iter_mut().enumerate() {
-            f(i, work);
-        }
-        return;
-    }
-    let per = works.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let f = &f;
-        let mut chunks = works.chunks_mut(per).enumerate();
-        let first = chunks.next();
-        for (t, chunk) in chunks {
-            scope.spawn(move || {
-                for (j, work) in chunk.iter_mut().enumerate() {
-                    f(t * per + j, work);
-                }
-            });
-        }
-        if let Some((_, chunk)) = first {
-            for (j, work) in chunk.iter_mut().enumerate() {
-                f(j, work);
-            }
-        }
-    });
-}
-
 /// The side of an image of `side` pixels after a convolution of `kernel`
 /// and a 2 x 2 pooling (an odd side is floored).
 fn pooled_side(side: usize, kernel: usize) -> usize {
@@ -693,7 +659,7 @@ impl CnnTrainer {
     /// [`Error::InvalidParameter`] when `momentum` is not in `[0, 1)` or
     /// `weight_decay` is negative or not finite.
     pub fn new(model: &Cnn, momentum: f32, weight_decay: f32) -> Result<Self> {
-        crate::mlp::check_optimiser(momentum, weight_decay)?;
+        crate::optim::check_optimiser(momentum, weight_decay)?;
         Ok(Self {
             momentum,
             weight_decay,
@@ -766,7 +732,7 @@ impl CnnTrainer {
                 weights_finite: true,
             });
         }
-        crate::mlp::momentum_update(
+        crate::optim::momentum_update(
             model.parameters_mut(),
             &total.grads,
             &mut self.velocity,
@@ -787,7 +753,7 @@ impl CnnTrainer {
     /// # Errors
     /// As `MlpTrainer::set_velocity`.
     pub fn set_velocity(&mut self, velocity: Vec<(Array2<f32>, Array1<f32>)>) -> Result<()> {
-        crate::mlp::check_velocity(&velocity, &self.velocity)?;
+        crate::optim::check_velocity(&velocity, &self.velocity)?;
         self.velocity = velocity;
         Ok(())
     }

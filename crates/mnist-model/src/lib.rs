@@ -50,6 +50,8 @@ mod loss;
 mod metrics;
 mod mlp;
 mod model;
+mod optim;
+mod parts;
 mod pool;
 mod rows;
 mod schedule;

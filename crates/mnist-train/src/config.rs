@@ -41,9 +41,9 @@ pub struct TrainConfig {
     /// Training samples held out for validation; [`Holdout::None`]
     /// evaluates on the test set after each epoch, as the post does.
     pub holdout: Holdout,
-    /// Threads of a convolutional network's steps (`None`: every core).
-    /// The results are the same for any number. The post's model splits
-    /// each step in two halves, and the MLP runs on ndarray's products.
+    /// Threads of a network's steps, the MLP's and the convolutional
+    /// network's (`None`: every core). The results are the same for any
+    /// number. The post's model splits each step in two halves.
     pub threads: Option<usize>,
 }
 

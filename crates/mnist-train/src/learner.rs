@@ -107,6 +107,9 @@ impl Learner {
             }
             Model::Network(model) => {
                 let mut trainer = MlpTrainer::new(&model, config.momentum, config.weight_decay)?;
+                if let Some(threads) = config.threads {
+                    trainer = trainer.with_threads(threads);
+                }
                 if let Some(v) = velocity {
                     trainer.set_velocity(v)?;
                 }

@@ -1,0 +1,88 @@
+//! Work split into numbered parts, run on up to a given number of threads.
+//!
+//! A training step that wants the same bits on any number of threads
+//! splits its batch into parts whose number and bounds depend only on the
+//! batch (never on the threads), lets each part compute into its own
+//! buffers, and adds the parts' results up afterwards in part order.
+//! [`run_parts`] is the middle of that: it runs `f(i, &mut works[i])` for
+//! every part `i`, once.
+//!
+//! # Why it is safe and deterministic
+//!
+//! - No `unsafe`: each part's buffer sits behind its own [`Mutex`], and a
+//!   part is claimed by taking the next index from an atomic counter, so
+//!   each index (and lock) goes to exactly one thread and the lock is
+//!   never contended. Everything else `f` sees is shared (`Sync`) and read
+//!   only. [`std::thread::scope`] joins every thread before returning, so
+//!   the borrows end with the call, and a panic in a part reaches the
+//!   caller.
+//! - Which thread runs a part is decided at run time (the first free
+//!   thread claims the next part: on a machine busy with other work, the
+//!   calling thread does the parts a late thread has not started). That
+//!   choice cannot change a bit: the result of part `i` is a function of
+//!   `i`, its buffer and the shared inputs alone. Callers then combine the
+//!   parts in index order, so the sum is the same for 1, 2 or 16 threads.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+/// The threads a step uses by default: every core.
+pub(crate) fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Runs `f(i, &mut works[i])` for every part on up to `threads` threads
+/// (the calling thread is one of them), each thread claiming the next
+/// part not yet started. Which thread does a part never changes its
+/// result.
+pub(crate) fn run_parts<W: Send>(
+    works: &mut [W],
+    threads: usize,
+    f: impl Fn(usize, &mut W) + Sync,
+) {
+    let threads = threads.clamp(1, works.len().max(1));
+    if threads == 1 {
+        for (i, work) in works.iter_mut().enumerate() {
+            f(i, work);
+        }
+        return;
+    }
+    let parts: Vec<Mutex<&mut W>> = works.iter_mut().map(Mutex::new).collect();
+    let next = AtomicUsize::new(0);
+    let claim = || loop {
+        // Each index is handed out once: the lock is never contended.
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(part) = parts.get(i) else {
+            break;
+        };
+        let mut work = part.lock().unwrap_or_else(PoisonError::into_inner);
+        f(i, &mut work);
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(claim);
+        }
+        claim();
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_part_runs_once_with_its_own_index() {
+        for parts in [0, 1, 2, 5, 16] {
+            for threads in [0, 1, 2, 3, 16] {
+                let mut works = vec![(usize::MAX, 0u32); parts];
+                run_parts(&mut works, threads, |i, w| {
+                    w.0 = i;
+                    w.1 += 1;
+                });
+                for (i, w) in works.iter().enumerate() {
+                    assert_eq!(*w, (i, 1), "{parts} parts, {threads} threads");
+                }
+            }
+        }
+    }
+}
