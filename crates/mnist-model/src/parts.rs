@@ -9,13 +9,15 @@
 //!
 //! # Why it is safe and deterministic
 //!
-//! - No `unsafe`: each part's buffer sits behind its own [`Mutex`], and a
+//! - No `unsafe` here: each part's buffer sits behind its own [`Mutex`], and a
 //!   part is claimed by taking the next index from an atomic counter, so
 //!   each index (and lock) goes to exactly one thread and the lock is
 //!   never contended. Everything else `f` sees is shared (`Sync`) and read
-//!   only. [`std::thread::scope`] joins every thread before returning, so
-//!   the borrows end with the call, and a panic in a part reaches the
-//!   caller.
+//!   only. On two threads the second is the pool's persistent helper
+//!   (`pool::join`, which waits for it or takes the work back before
+//!   returning); on more, [`std::thread::scope`] joins every thread before
+//!   returning. Either way the borrows end with the call, and a panic in a
+//!   part reaches the caller.
 //! - Which thread runs a part is decided at run time (the first free
 //!   thread claims the next part: on a machine busy with other work, the
 //!   calling thread does the parts a late thread has not started). That
@@ -25,6 +27,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
+
+use crate::pool;
 
 /// The threads a step uses by default: every core.
 pub(crate) fn default_threads() -> usize {
@@ -58,6 +62,13 @@ pub(crate) fn run_parts<W: Send>(
         let mut work = part.lock().unwrap_or_else(PoisonError::into_inner);
         f(i, &mut work);
     };
+    if threads == 2 {
+        // The pool's helper thread is kept alive between calls: no thread
+        // is started for a step (that cost tens of microseconds a step,
+        // and more on a busy machine).
+        pool::join(claim, claim);
+        return;
+    }
     std::thread::scope(|scope| {
         for _ in 1..threads {
             scope.spawn(claim);

@@ -14,6 +14,7 @@ use ndarray::{Array2, ArrayView2};
 use crate::error::{Error, Result};
 use crate::kernel;
 use crate::linear::LinearModel;
+use crate::optim::update_weight;
 use crate::rows::RowSource;
 
 /// SGD for a [`LinearModel`], with the post's plain rule or with momentum
@@ -61,7 +62,8 @@ impl Default for Sgd {
 pub(super) enum Rule {
     /// `w -= scale * (g0 + g1)`.
     Plain { scale: f32 },
-    /// `g = (g0 + g1) * inv_rows`, `v = momentum * v + g + weight_decay *
+    /// `g = (g0 + g1) * inv_rows`, then the networks' update
+    /// (`optim::update_weight`): `v = momentum * v + g + weight_decay *
     /// w`, `w -= lr * v`.
     Momentum {
         inv_rows: f32,
@@ -117,7 +119,7 @@ impl Sgd {
     /// [`Error::InvalidParameter`] when `momentum` is not in `[0, 1)` or
     /// `weight_decay` is negative or not finite.
     pub fn with_momentum(momentum: f32, weight_decay: f32) -> Result<Self> {
-        crate::mlp::check_optimiser(momentum, weight_decay)?;
+        crate::optim::check_optimiser(momentum, weight_decay)?;
         Ok(Sgd {
             nominal_batch: None,
             momentum,
@@ -385,12 +387,9 @@ pub(super) fn update(
         ) => {
             for (((wc, a), b), vc) in lanes.zip(v.chunks_exact_mut(kernel::LANES)) {
                 for k in 0..kernel::LANES {
-                    let g = (a[k] + b[k]) * inv_rows + weight_decay * wc[k];
-                    let vk = momentum * vc[k] + g;
-                    vc[k] = vk;
-                    let nw = wc[k] - lr * vk;
-                    wc[k] = nw;
-                    check[k] += nw * 0.0;
+                    let g = (a[k] + b[k]) * inv_rows;
+                    update_weight(&mut wc[k], &mut vc[k], g, (momentum, weight_decay, lr));
+                    check[k] += wc[k] * 0.0;
                 }
             }
         }
