@@ -128,12 +128,17 @@ fn train_on(
     seed: u64,
     epochs: u32,
     dir: &tempfile::TempDir,
+    flags: &[&str],
 ) -> Option<(Vec<u8>, Value)> {
-    let model = dir.path().join(format!("model-{kernel}-{seed}.json"));
-    let report = dir.path().join(format!("report-{kernel}-{seed}.json"));
+    let name = flags.join("");
+    let model = dir.path().join(format!("model-{kernel}-{seed}{name}.json"));
+    let report = dir
+        .path()
+        .join(format!("report-{kernel}-{seed}{name}.json"));
     let out = Command::new(mnist_binary().unwrap())
         .env("MNIST_KERNEL", kernel)
         .arg("train")
+        .args(flags)
         .arg("--data-dir")
         .arg(mnist_dir())
         .args(["--seed", &seed.to_string(), "--epochs", &epochs.to_string()])
@@ -156,21 +161,32 @@ fn train_on(
 
 /// Same seed, same bits, on every kernel path this CPU can run: the SIMD
 /// paths over the post's whole run, the portable one (much slower) over its
-/// first epoch, for seeds 0 to 4.
+/// first epoch, for seeds 0 to 4; and softmax regression with momentum and
+/// weight decay (`--preset softmax`, 3 epochs; the portable path 1), seeds
+/// 0 to 2.
 #[test]
 fn every_kernel_path_saves_the_same_model() {
     let dir = tempfile::tempdir().unwrap();
-    for (epochs, paths) in [
-        (10, &["avx512", "avx2", "neon"][..]),
-        (1, &["portable"][..]),
+    let simd = &["avx512", "avx2", "neon"][..];
+    let softmax = &["--preset", "softmax"][..];
+    for (flags, epochs, paths, seeds) in [
+        (&[][..], 10, simd, 5),
+        (&[][..], 1, &["portable"][..], 5),
+        (softmax, 3, simd, 3),
+        (softmax, 1, &["portable"][..], 3),
     ] {
-        for seed in 0..5 {
-            let (want, _) = train_on("", seed, epochs, &dir).unwrap();
+        for seed in 0..seeds {
+            let (want, _) = train_on("", seed, epochs, &dir, flags).unwrap();
             for &path in paths {
-                if let Some((got, kernel)) = train_on(path, seed, epochs, &dir) {
-                    eprintln!("seed {seed}, {epochs} epochs: {kernel} gives the same model");
+                if let Some((got, kernel)) = train_on(path, seed, epochs, &dir, flags) {
+                    eprintln!(
+                        "{flags:?} seed {seed}, {epochs} epochs: {kernel} gives the same model"
+                    );
                     assert!(kernel.as_str().unwrap().starts_with(path), "{kernel}");
-                    assert!(got == want, "seed {seed}, {epochs} epochs: {path} differs");
+                    assert!(
+                        got == want,
+                        "{flags:?} seed {seed}, {epochs} epochs: {path} differs"
+                    );
                 }
             }
         }

@@ -113,8 +113,9 @@ fn has_target_std(rustc: &OsString) -> bool {
 }
 
 /// Runs the library crates' tests for [`TARGET`] under qemu, then `epochs`
-/// epochs of the post's training with `seed` on this machine and under
-/// qemu, and checks that the two model files are the same bytes.
+/// epochs of the post's training and of `--preset softmax` with `seed` on
+/// this machine and under qemu, and checks that each pair of model files
+/// are the same bytes.
 ///
 /// # Errors
 ///
@@ -167,39 +168,53 @@ pub fn run(options: &Options, tools: &Tools) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let host_bin = root.join("target").join("debug").join("mnist");
     let arm_bin = options.target_dir.join(TARGET).join("debug").join("mnist");
-    let host = train(&[host_bin.as_os_str()], options, &out.join("host"))?;
-    let arm = train(
-        &[std::ffi::OsStr::new(QEMU), arm_bin.as_os_str()],
-        options,
-        &out.join("aarch64"),
-    )?;
-    if arm.kernel != "neon" {
-        bail!(
-            "the aarch64 run took the {} kernel path, not neon",
-            arm.kernel
+    // The post's model, and softmax regression with momentum and weight
+    // decay: both heads and both optimisers of the fused kernels.
+    for (name, flags) in [
+        ("the post's training", &[][..]),
+        ("--preset softmax", &["--preset", "softmax"][..]),
+    ] {
+        let sub = if flags.is_empty() { "post" } else { "softmax" };
+        let host = train(
+            &[host_bin.as_os_str()],
+            options,
+            &out.join(sub).join("host"),
+            flags,
+        )?;
+        let arm = train(
+            &[std::ffi::OsStr::new(QEMU), arm_bin.as_os_str()],
+            options,
+            &out.join(sub).join("aarch64"),
+            flags,
+        )?;
+        if arm.kernel != "neon" {
+            bail!(
+                "the aarch64 run took the {} kernel path, not neon",
+                arm.kernel
+            );
+        }
+        let what = format!(
+            "{} epoch(s) of {name}, seed {}",
+            options.epochs, options.seed
         );
-    }
-    let what = format!(
-        "{} epoch(s) of the post's training, seed {}",
-        options.epochs, options.seed
-    );
-    if host.model != arm.model {
-        bail!(
-            "{what}: the model file on aarch64 ({} kernel, {} bytes) differs from the one on this machine ({} kernel, {} bytes); both are in {}",
-            arm.kernel,
-            arm.model.len(),
-            host.kernel,
+        if host.model != arm.model {
+            bail!(
+                "{what}: the model file on aarch64 ({} kernel, {} bytes) differs from the one on this machine ({} kernel, {} bytes); both are in {}",
+                arm.kernel,
+                arm.model.len(),
+                host.kernel,
+                host.model.len(),
+                out.join(sub).display()
+            );
+        }
+        eprintln!(
+            "cross-check: {what}: the same model file, {} bytes, on this machine ({}) and on aarch64 under qemu ({}); {:.0} s so far",
             host.model.len(),
-            out.display()
+            host.kernel,
+            arm.kernel,
+            started.elapsed().as_secs_f64()
         );
     }
-    eprintln!(
-        "cross-check: {what}: the same model file, {} bytes, on this machine ({}) and on aarch64 under qemu ({}); {:.0} s in all",
-        host.model.len(),
-        host.kernel,
-        arm.kernel,
-        started.elapsed().as_secs_f64()
-    );
     Ok(())
 }
 
@@ -227,9 +242,14 @@ struct Trained {
     kernel: String,
 }
 
-/// Runs `command` (a binary, or qemu and a binary) as `mnist train` with the
-/// options' epochs and seed, writing into `dir`.
-fn train(command: &[&std::ffi::OsStr], options: &Options, dir: &Path) -> anyhow::Result<Trained> {
+/// Runs `command` (a binary, or qemu and a binary) as `mnist train` with
+/// `flags` and the options' epochs and seed, writing into `dir`.
+fn train(
+    command: &[&std::ffi::OsStr],
+    options: &Options,
+    dir: &Path,
+    flags: &[&str],
+) -> anyhow::Result<Trained> {
     let (program, before) = command.split_first().context("no command")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let (model, report) = (dir.join("model.json"), dir.join("report.json"));
@@ -239,12 +259,15 @@ fn train(command: &[&std::ffi::OsStr], options: &Options, dir: &Path) -> anyhow:
         .collect::<Vec<_>>()
         .join(" ");
     eprintln!(
-        "==> {shown} train --epochs {} --seed {}",
-        options.epochs, options.seed
+        "==> {shown} train {} --epochs {} --seed {}",
+        flags.join(" "),
+        options.epochs,
+        options.seed
     );
     let status = Command::new(program)
         .args(before)
         .arg("train")
+        .args(flags)
         .arg("--data-dir")
         .arg(&options.data_dir)
         .args(["--epochs", &options.epochs.to_string()])

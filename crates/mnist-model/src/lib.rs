@@ -1,7 +1,11 @@
-//! A one-layer sigmoid classifier for MNIST, as in the blog post this project
-//! grew from: `p = sigmoid(X W)` with `W` of shape `(785, 10)`, trained by
-//! plain SGD on the clipped binary cross-entropy, with a cosine
-//! warm-restart learning rate times a warm-up factor.
+//! Models for MNIST and their training steps. The blog post this project
+//! grew from trains a one-layer sigmoid classifier, `p = sigmoid(X W)` with
+//! `W` of shape `(785, 10)`, by plain SGD on the clipped binary
+//! cross-entropy, with a cosine warm-restart learning rate times a warm-up
+//! factor ([`LinearModel`], [`Sgd`]); the same layer with a softmax
+//! [`Head`] and SGD with momentum and weight decay is softmax regression,
+//! on the same kernels. [`Mlp`] adds a hidden ReLU layer, [`Cnn`]
+//! convolutions.
 //!
 //! This crate knows math on [`ndarray`] arrays, not files of images: inputs
 //! are `(rows, features)` matrices already scaled (`x / 255 - 0.5` plus a

@@ -237,11 +237,11 @@ where
 /// for the gradient of [`bce_loss`](crate::bce_loss); the clipping is
 /// ignored, so this is exact only where `p` lies within `[1e-4, 1 - 1e-4]`.
 ///
-/// This is the quantity [`Sgd::step`] uses, computed by the same kernels.
+/// This is the quantity [`Sgd::step`](super::Sgd::step) uses, computed by the same kernels.
 ///
 /// # Errors
 ///
-/// As [`Sgd::step`]: [`Error::DimensionMismatch`] or [`Error::ZeroSize`].
+/// As [`Sgd::step`](super::Sgd::step): [`Error::DimensionMismatch`] or [`Error::ZeroSize`].
 pub fn gradient(
     model: &LinearModel,
     x: ArrayView2<'_, f32>,
