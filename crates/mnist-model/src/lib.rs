@@ -42,6 +42,7 @@
 mod background;
 mod cnn;
 mod error;
+mod gemm;
 mod head;
 mod io;
 mod kernel;
@@ -61,7 +62,9 @@ mod tensors;
 
 pub use crate::{
     background::{with_background, Background},
-    cnn::{evaluate_cnn, Cnn, CnnTrainer, Conv, CNN_VERSION, PART},
+    cnn::{
+        evaluate_cnn, Cnn, CnnTrainer, Conv, ConvCache, MaxPool, PoolCache, Relu, CNN_VERSION, PART,
+    },
     error::{Error, Result},
     head::Head,
     io::{MODEL_FORMAT, MODEL_VERSION},
