@@ -218,18 +218,42 @@ fn im2col(x: ArrayView2<'_, f32>, side: usize, conv: &Conv, cols: &mut Array2<f3
                 &copy[..]
             }
         };
-        for oy in 0..out {
-            for ox in 0..out {
-                let to = ((img * out + oy) * out + ox) * width;
-                for ky in 0..k {
-                    let from = ((oy + ky) * side + ox) * c;
-                    let to = to + ky * k * c;
-                    // An element loop, not `copy_from_slice`: runs of a few
-                    // values (5 for the first convolution) are copied
-                    // inline rather than by a call to `memcpy` each.
-                    for (d, &v) in dst[to..to + k * c].iter_mut().zip(&src[from..from + k * c]) {
-                        *d = v;
-                    }
+        let dst = &mut dst[img * out * out * width..(img + 1) * out * out * width];
+        // Runs of a known length are copied inline; others by `memcpy`.
+        match k * c {
+            5 => unroll::<5>(dst, src, side, out, k, c),
+            80 => unroll::<80>(dst, src, side, out, k, c),
+            _ => unroll::<0>(dst, src, side, out, k, c),
+        }
+    }
+}
+
+/// One image's patches: `dst` gets `out * out` rows of `k` runs of
+/// `k * c` values (`L` of them when `L` is not 0) from `src`.
+fn unroll<const L: usize>(
+    dst: &mut [f32],
+    src: &[f32],
+    side: usize,
+    out: usize,
+    k: usize,
+    c: usize,
+) {
+    let run = k * c;
+    let mut rows = dst.chunks_exact_mut(k * run);
+    for oy in 0..out {
+        for ox in 0..out {
+            let Some(row) = rows.next() else {
+                return;
+            };
+            for (ky, to) in row.chunks_exact_mut(run).enumerate() {
+                let from = ((oy + ky) * side + ox) * c;
+                let from = &src[from..from + run];
+                if L == 0 {
+                    to.copy_from_slice(from);
+                } else if let (Ok(to), Ok(from)) =
+                    (<&mut [f32; L]>::try_from(to), <&[f32; L]>::try_from(from))
+                {
+                    *to = *from;
                 }
             }
         }
