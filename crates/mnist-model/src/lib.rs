@@ -46,6 +46,7 @@
 mod background;
 mod cnn;
 mod error;
+mod gemm;
 mod head;
 mod io;
 mod kernel;
@@ -65,7 +66,9 @@ mod tensors;
 
 pub use crate::{
     background::{with_background, Background},
-    cnn::{evaluate_cnn, Cnn, CnnTrainer, Conv, CNN_VERSION, PART},
+    cnn::{
+        evaluate_cnn, Cnn, CnnTrainer, Conv, ConvCache, MaxPool, PoolCache, Relu, CNN_VERSION, PART,
+    },
     error::{Error, Result},
     head::Head,
     io::{MODEL_FORMAT, MODEL_VERSION},

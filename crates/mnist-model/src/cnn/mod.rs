@@ -2,23 +2,41 @@
 //! max-pooling, then dense layers with ReLU, and a softmax head.
 //!
 //! Activations are kept image by image in height-width-channel order, one
-//! row a pixel, so a convolution is one matrix product of the unrolled
-//! patches (im2col) with the weights, as a dense layer is. A training step
-//! splits its batch into parts of [`PART`] images, computes each part's
-//! gradient on whichever thread is free, and adds the parts up in their
-//! order: the result is the same, bit for bit, for any number of threads.
+//! row a pixel. The layers are library types with a forward and a backward
+//! pass over a part's buffers, and the network's passes are composed from
+//! them:
+//!
+//! - `conv`: [`Conv`], im2col and the register-blocked products of
+//!   `crate::gemm` (AVX-512 or AVX2, chosen at run time);
+//! - `relu`: [`Relu`]; `maxpool`: [`MaxPool`];
+//! - `dense`: the passes of [`Dense`] (the perceptron's layer);
+//! - `trainer`: [`CnnTrainer`]; `file`: the JSON model file.
+//!
+//! A training step splits its batch into parts of [`PART`] images,
+//! computes each part's gradient on whichever thread is free, and adds the
+//! parts up in their order: the result is the same, bit for bit, for any
+//! number of threads.
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array1, Array2, ArrayView2, ArrayViewMut2, Axis, Zip};
+mod conv;
+mod dense;
+mod file;
+mod maxpool;
+mod relu;
+mod trainer;
+
+pub use conv::{Conv, ConvCache};
+pub use maxpool::{MaxPool, PoolCache};
+pub use relu::Relu;
+pub use trainer::CnnTrainer;
+
+use ndarray::{s, Array1, Array2, ArrayView2, Zip};
 use rand::Rng;
 use rand_distr::StandardNormal;
-use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::metrics::{check_labels, ConfusionMatrix, Evaluation};
 use crate::mlp::{activate, argmax_rows, Dense};
-use crate::optim::check_step;
 use crate::parts::{default_threads, run_parts};
 
 /// The model-file version of convolutional networks.
@@ -27,75 +45,6 @@ pub const CNN_VERSION: u64 = 3;
 /// Images in one part of a step: the unit of work handed to a thread, and
 /// of the fixed order in which gradients are added up.
 pub const PART: usize = 16;
-
-/// One convolution: `channels` filters of `kernel x kernel` over the input's
-/// channels, stride 1, no padding; weights `(kernel * kernel * inputs,
-/// channels)` with rows in (row, column, input channel) order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Conv {
-    kernel: usize,
-    inputs: usize,
-    w: Array2<f32>,
-    b: Array1<f32>,
-}
-
-impl Conv {
-    /// A convolution from its weights and biases.
-    ///
-    /// # Errors
-    /// [`Error::DimensionMismatch`] when the weights' rows are not
-    /// `kernel * kernel * inputs` or the biases not one per filter,
-    /// [`Error::ZeroSize`] for an empty dimension,
-    /// [`Error::NonFiniteWeight`] for a NaN or infinite value.
-    pub fn new(kernel: usize, inputs: usize, w: Array2<f32>, b: Array1<f32>) -> Result<Self> {
-        if kernel == 0 || inputs == 0 || w.ncols() == 0 {
-            return Err(Error::ZeroSize {
-                what: "kernel, input channels and filters",
-            });
-        }
-        if w.nrows() != kernel * kernel * inputs {
-            return Err(Error::DimensionMismatch {
-                what: "convolution weight rows (kernel x kernel x input channels)",
-                expected: kernel * kernel * inputs,
-                found: w.nrows(),
-            });
-        }
-        // The same checks as a dense layer's.
-        let dense = Dense::new(w, b)?;
-        let (w, b) = dense.into_parts();
-        Ok(Self {
-            kernel,
-            inputs,
-            w,
-            b,
-        })
-    }
-
-    /// The side of the square kernel.
-    pub fn kernel(&self) -> usize {
-        self.kernel
-    }
-
-    /// Input channels.
-    pub fn inputs(&self) -> usize {
-        self.inputs
-    }
-
-    /// Filters, the output channels.
-    pub fn channels(&self) -> usize {
-        self.w.ncols()
-    }
-
-    /// The weights, `(kernel * kernel * inputs, channels)`.
-    pub fn weights(&self) -> ArrayView2<'_, f32> {
-        self.w.view()
-    }
-
-    /// The biases, one per filter.
-    pub fn biases(&self) -> &Array1<f32> {
-        &self.b
-    }
-}
 
 /// A convolutional network over square one-channel images of `side`
 /// pixels: convolutions (each with ReLU and 2 x 2 max-pooling), then dense
@@ -281,7 +230,7 @@ impl Cnn {
                 out.slice_mut(s![first..first + work.p.nrows(), ..])
                     .assign(&work.p);
             }
-        });
+        })?;
         Ok(out)
     }
 
@@ -295,7 +244,11 @@ impl Cnn {
 
     /// Runs the forward pass over `x` in chunks of parts on all cores, and
     /// hands each chunk's first row and parts to `f`, in order.
-    fn each_chunk(&self, x: ArrayView2<'_, f32>, mut f: impl FnMut(usize, &[PartWork])) {
+    fn each_chunk(
+        &self,
+        x: ArrayView2<'_, f32>,
+        mut f: impl FnMut(usize, &[PartWork]),
+    ) -> Result<()> {
         // Two parts a thread at a time: enough to keep the threads busy,
         // few enough that the parts' buffers stay small.
         let threads = default_threads();
@@ -306,16 +259,20 @@ impl Cnn {
             let parts = xs.nrows().div_ceil(PART);
             works.resize_with(works.len().max(parts), PartWork::default);
             run_parts(&mut works[..parts], threads, |i, work| {
-                self.forward(xs.slice(s![part_rows(i, xs.nrows()), ..]), work);
+                work.status = self.forward(xs.slice(s![part_rows(i, xs.nrows()), ..]), work);
             });
+            for work in &mut works[..parts] {
+                std::mem::replace(&mut work.status, Ok(()))?;
+            }
             f(start, &works[..parts]);
         }
+        Ok(())
     }
 
     /// The forward pass over a part's rows, keeping what the backward pass
     /// needs in `work`; the probabilities end in `work.p`. Buffers are
     /// reused from step to step.
-    fn forward(&self, x: ArrayView2<'_, f32>, work: &mut PartWork) {
+    fn forward(&self, x: ArrayView2<'_, f32>, work: &mut PartWork) -> Result<()> {
         let n = x.nrows();
         work.convs.resize_with(self.convs.len(), ConvWork::default);
         work.hidden
@@ -323,54 +280,40 @@ impl Cnn {
         let mut side = self.side;
         for l in 0..self.convs.len() {
             let conv = &self.convs[l];
-            let out = side - conv.kernel + 1;
+            let out = conv.output_side(side)?;
             // The first convolution reads the pixels of the rows (before
-            // their bias feature), the others the pooling before them.
+            // their bias feature), the others the pooling before them, one
+            // row an image.
             let (before, rest) = work.convs.split_at_mut(l);
             let cw = &mut rest[0];
             match before.last() {
-                None if x.is_standard_layout() => {
-                    // Rows of a standard-layout batch are contiguous.
-                    let src = x.as_slice().unwrap_or(&[]);
-                    im2col(src, x.ncols(), n, side, conv, &mut cw.cols);
-                }
-                None => {
-                    let copy = x.to_owned();
-                    let src = copy.as_slice().unwrap_or(&[]);
-                    im2col(src, x.ncols(), n, side, conv, &mut cw.cols);
-                }
+                None => conv.forward(x, side, &mut cw.conv, &mut cw.z)?,
                 Some(prev) => {
-                    let src = prev.pooled.as_slice().unwrap_or(&[]);
-                    im2col(src, side * side * conv.inputs, n, side, conv, &mut cw.cols);
+                    let input = image_rows(&prev.pooled, n)?;
+                    conv.forward(input, side, &mut cw.conv, &mut cw.z)?;
                 }
             }
-            fit(&mut cw.z, n * out * out, conv.channels());
-            general_mat_mul(1.0, &cw.cols, &conv.w, 0.0, &mut cw.z);
-            add_bias_relu(cw.z.view_mut(), &conv.b);
-            max_pool(cw.z.view(), n, out, &mut cw.pooled, &mut cw.arg);
+            Relu.forward(cw.z.view_mut());
+            MaxPool.forward(cw.z.view(), out, &mut cw.pool, &mut cw.pooled)?;
             side = out / 2;
         }
         for l in 0..self.dense.len() {
             let layer = &self.dense[l];
+            let last = l + 1 == self.dense.len();
             let (done, rest) = work.hidden.split_at_mut(l.min(self.dense.len() - 1));
             let input = match l {
-                0 => flat_view(&work.convs, n),
+                0 => flat_view(&work.convs, n)?,
                 _ => done[l - 1].view(),
             };
-            let z = if l + 1 < self.dense.len() {
-                &mut rest[0]
-            } else {
-                &mut work.p
-            };
-            fit(z, n, layer.weights().ncols());
-            general_mat_mul(1.0, &input, &layer.weights(), 0.0, z);
-            if l + 1 < self.dense.len() {
-                add_bias_relu(z.view_mut(), layer.biases());
-            } else {
-                *z += layer.biases();
+            let z = if last { &mut work.p } else { &mut rest[0] };
+            layer.forward(input, z)?;
+            if last {
                 activate(Head::Softmax, z.view_mut());
+            } else {
+                Relu.forward(z.view_mut());
             }
         }
+        Ok(())
     }
 
     /// The gradient of the part's summed loss times `scale` (one over the
@@ -382,7 +325,7 @@ impl Cnn {
         y: ArrayView2<'_, f32>,
         scale: f32,
         work: &mut PartWork,
-    ) {
+    ) -> Result<()> {
         let n = x.nrows();
         let mut loss = 0.0f64;
         Zip::from(&work.p).and(&y).for_each(|&p, &y| {
@@ -407,71 +350,40 @@ impl Cnn {
         for l in (0..self.dense.len()).rev() {
             let layer = &self.dense[l];
             let input = match l {
-                0 => flat_view(&work.convs, n),
+                0 => flat_view(&work.convs, n)?,
                 _ => work.hidden[l - 1].view(),
             };
             let (below, above) = work.back.split_at_mut(l + 1);
-            let dz = &above[0];
             let (gw, gb) = &mut work.grads[convs + l];
-            fit(gw, layer.weights().nrows(), layer.weights().ncols());
-            general_mat_mul(1.0, &input.t(), dz, 0.0, gw);
-            *gb = dz.sum_axis(Axis(0));
-            let da = &mut below[l];
-            fit(da, n, layer.weights().nrows());
-            general_mat_mul(1.0, dz, &layer.weights().t(), 0.0, da);
+            layer.backward(input, above[0].view(), gw, gb, Some(&mut below[l]))?;
             if l > 0 {
-                Zip::from(da).and(&input).for_each(|d, &a| {
-                    if a <= 0.0 {
-                        *d = 0.0;
-                    }
-                });
+                Relu.backward(input, below[l].view_mut())?;
             }
         }
         // `back[0]` is now the gradient at the last pooling's values, one
-        // row an image; the convolutions pass theirs down through `dpooled`.
-        let mut sides = Vec::with_capacity(convs);
-        let mut side = self.side;
-        for conv in &self.convs {
-            sides.push(side);
-            side = pooled_side(side, conv.kernel);
-        }
+        // row an image; the convolutions pass theirs down through `dinput`.
         for l in (0..convs).rev() {
             let conv = &self.convs[l];
             let (here, above) = work.convs.split_at_mut(l + 1);
             let cw = &mut here[l];
-            let dpooled: &[f32] = if l + 1 == convs {
-                work.back[0].as_slice().unwrap_or(&[])
-            } else {
-                above[0].dinput.as_slice().unwrap_or(&[])
+            let dpooled = match above.first() {
+                None => &work.back[0],
+                Some(next) => &next.dinput,
             };
-            // Each pooled value came from one pixel; ReLU passes what was
-            // positive.
-            fit(&mut cw.dz, cw.z.nrows(), cw.z.ncols());
-            cw.dz.fill(0.0);
-            if let (Some(flat_dz), Some(z)) = (cw.dz.as_slice_mut(), cw.z.as_slice()) {
-                for (&at, &g) in cw.arg.iter().zip(dpooled) {
-                    let at = at as usize;
-                    if z[at] > 0.0 {
-                        flat_dz[at] = g;
-                    }
-                }
-            }
+            let dpooled = pixel_rows(dpooled, cw.pooled.ncols())?;
+            MaxPool.backward(&cw.pool, dpooled, &mut cw.dz)?;
+            Relu.backward(cw.z.view(), cw.dz.view_mut())?;
             let (gw, gb) = &mut work.grads[l];
-            fit(gw, conv.w.nrows(), conv.w.ncols());
-            general_mat_mul(1.0, &cw.cols.t(), &cw.dz, 0.0, gw);
-            *gb = cw.dz.sum_axis(Axis(0));
-            if l > 0 {
-                fit(&mut cw.dcols, cw.cols.nrows(), cw.cols.ncols());
-                general_mat_mul(1.0, &cw.dz, &conv.w.t(), 0.0, &mut cw.dcols);
-                col2im(cw.dcols.view(), n, sides[l], conv, &mut cw.dinput);
-            }
+            let dinput = if l > 0 { Some(&mut cw.dinput) } else { None };
+            conv.backward(&mut cw.conv, cw.dz.view(), gw, gb, dinput)?;
         }
+        Ok(())
     }
 }
 
 /// What one part of a batch keeps between the passes and from step to
 /// step (the buffers keep their size, so a step allocates nothing).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PartWork {
     convs: Vec<ConvWork>,
     /// The dense layers' outputs after ReLU, but the last.
@@ -483,24 +395,39 @@ struct PartWork {
     back: Vec<Array2<f32>>,
     grads: Vec<(Array2<f32>, Array1<f32>)>,
     loss: f64,
+    /// How the part's passes ended.
+    status: Result<()>,
+}
+
+impl Default for PartWork {
+    fn default() -> Self {
+        Self {
+            convs: Vec::new(),
+            hidden: Vec::new(),
+            p: Array2::zeros((0, 0)),
+            back: Vec::new(),
+            grads: Vec::new(),
+            loss: 0.0,
+            status: Ok(()),
+        }
+    }
 }
 
 /// One convolution's values for a part.
 #[derive(Debug, Default)]
 struct ConvWork {
-    /// The unrolled patches, one row an output pixel.
-    cols: Array2<f32>,
+    /// The convolution's unrolled patches and scratch.
+    conv: ConvCache,
     /// The output after ReLU, one row a pixel.
     z: Array2<f32>,
-    /// After pooling.
+    /// The pooling's record of where its maxima were.
+    pool: PoolCache,
+    /// After pooling, one row a pixel.
     pooled: Array2<f32>,
-    /// For each pooled value, the index in `z` it came from.
-    arg: Vec<u32>,
     /// The gradient at `z`.
     dz: Array2<f32>,
-    /// The gradient at `cols`.
-    dcols: Array2<f32>,
-    /// The gradient at the input (the previous pooling's values).
+    /// The gradient at the input (the previous pooling's values), one row
+    /// an image.
     dinput: Array2<f32>,
 }
 
@@ -512,116 +439,34 @@ fn fit(a: &mut Array2<f32>, rows: usize, cols: usize) {
     }
 }
 
+/// `a` (standard layout) seen with `cols` columns.
+fn reshaped(a: &Array2<f32>, cols: usize) -> Result<ArrayView2<'_, f32>> {
+    let flat = a.as_slice().unwrap_or(&[]);
+    let rows = flat.len().checked_div(cols).unwrap_or(0);
+    ArrayView2::from_shape((rows, cols), flat).map_err(|_| Error::DimensionMismatch {
+        what: "values of a layer's buffer",
+        expected: rows * cols,
+        found: flat.len(),
+    })
+}
+
+/// A pooling's values (one row a pixel), one row an image of `n`.
+fn image_rows(pooled: &Array2<f32>, n: usize) -> Result<ArrayView2<'_, f32>> {
+    reshaped(pooled, pooled.len().checked_div(n).unwrap_or(0))
+}
+
+/// A gradient with one row an image, one row a pixel of `channels`.
+fn pixel_rows(a: &Array2<f32>, channels: usize) -> Result<ArrayView2<'_, f32>> {
+    reshaped(a, channels)
+}
+
 /// The last pooling's values of the `n` images, one row an image.
-fn flat_view(convs: &[ConvWork], n: usize) -> ArrayView2<'_, f32> {
-    let pooled = convs
-        .last()
-        .and_then(|c| c.pooled.as_slice())
-        .unwrap_or(&[]);
-    let per = pooled.len().checked_div(n).unwrap_or(0);
-    ArrayView2::from_shape((n, per), &pooled[..n * per])
-        .expect("n rows of `per` values fit a slice of n * per values")
-}
-
-/// Unrolls the `kernel x kernel` patches of `n` images of `side` pixels
-/// into `cols`: one row an output pixel, columns in (row, column, channel)
-/// order. Image `i` starts at `src[i * stride]`, pixel by pixel, channel by
-/// channel.
-fn im2col(src: &[f32], stride: usize, n: usize, side: usize, conv: &Conv, cols: &mut Array2<f32>) {
-    let (k, c) = (conv.kernel, conv.inputs);
-    let out = side - k + 1;
-    let width = k * k * c;
-    fit(cols, n * out * out, width);
-    let Some(dst) = cols.as_slice_mut() else {
-        return;
-    };
-    for img in 0..n {
-        for oy in 0..out {
-            for ox in 0..out {
-                let row = ((img * out + oy) * out + ox) * width;
-                for ky in 0..k {
-                    let from = img * stride + ((oy + ky) * side + ox) * c;
-                    let to = row + ky * k * c;
-                    dst[to..to + k * c].copy_from_slice(&src[from..from + k * c]);
-                }
-            }
-        }
-    }
-}
-
-/// The gradient at a convolution's input from the gradient at its unrolled
-/// patches: each patch value added back to the pixel it came from, in a
-/// fixed order.
-fn col2im(dcols: ArrayView2<'_, f32>, n: usize, side: usize, conv: &Conv, input: &mut Array2<f32>) {
-    let (k, c) = (conv.kernel, conv.inputs);
-    let out = side - k + 1;
-    let width = k * k * c;
-    fit(input, n * side * side, c);
-    input.fill(0.0);
-    let (Some(src), Some(dst)) = (dcols.as_slice(), input.as_slice_mut()) else {
-        return;
-    };
-    for img in 0..n {
-        for oy in 0..out {
-            for ox in 0..out {
-                let row = ((img * out + oy) * out + ox) * width;
-                for ky in 0..k {
-                    let to = ((img * side + oy + ky) * side + ox) * c;
-                    let from = row + ky * k * c;
-                    for (d, &g) in dst[to..to + k * c].iter_mut().zip(&src[from..from + k * c]) {
-                        *d += g;
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn add_bias_relu(mut z: ArrayViewMut2<'_, f32>, b: &Array1<f32>) {
-    for mut row in z.rows_mut() {
-        Zip::from(&mut row)
-            .and(b)
-            .for_each(|v, &b| *v = (*v + b).max(0.0));
-    }
-}
-
-/// 2 x 2 max-pooling of `n` images of `side` pixels (one row a pixel):
-/// floors an odd side, as PyTorch does; keeps where each maximum was (the
-/// first of equals).
-fn max_pool(
-    z: ArrayView2<'_, f32>,
-    n: usize,
-    side: usize,
-    pooled: &mut Array2<f32>,
-    arg: &mut Vec<u32>,
-) {
-    let c = z.ncols();
-    let half = side / 2;
-    fit(pooled, n * half * half, c);
-    arg.clear();
-    arg.resize(n * half * half * c, 0);
-    let (Some(src), Some(dst)) = (z.as_slice(), pooled.as_slice_mut()) else {
-        return;
-    };
-    for img in 0..n {
-        for py in 0..half {
-            for px in 0..half {
-                let out = ((img * half + py) * half + px) * c;
-                for ch in 0..c {
-                    let mut best = f32::NEG_INFINITY;
-                    let mut at = 0;
-                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                        let i = ((img * side + 2 * py + dy) * side + 2 * px + dx) * c + ch;
-                        if src[i] > best {
-                            best = src[i];
-                            at = i;
-                        }
-                    }
-                    dst[out + ch] = best;
-                    arg[out + ch] = at as u32;
-                }
-            }
-        }
+fn flat_view(convs: &[ConvWork], n: usize) -> Result<ArrayView2<'_, f32>> {
+    match convs.last() {
+        Some(c) => image_rows(&c.pooled, n),
+        None => Err(Error::ZeroSize {
+            what: "convolutions",
+        }),
     }
 }
 
@@ -635,128 +480,6 @@ fn pooled_side(side: usize, kernel: usize) -> usize {
 /// The rows of part `i` of `n` rows.
 fn part_rows(i: usize, n: usize) -> std::ops::Range<usize> {
     i * PART..((i + 1) * PART).min(n)
-}
-
-/// SGD with momentum and L2 weight decay for a [`Cnn`], on all cores with
-/// the same bits for any number of threads.
-///
-/// Each step: the gradient `g` of the mean loss over the batch (the sum of
-/// the parts' gradients, added in their order), plus `weight_decay * W`
-/// for the weights (not the biases); `v = momentum * v + g`; `W -= lr * v`.
-#[derive(Debug)]
-pub struct CnnTrainer {
-    momentum: f32,
-    weight_decay: f32,
-    threads: usize,
-    velocity: Vec<(Array2<f32>, Array1<f32>)>,
-    works: Vec<PartWork>,
-}
-
-impl CnnTrainer {
-    /// A trainer for `model`'s shape on every core.
-    ///
-    /// # Errors
-    /// [`Error::InvalidParameter`] when `momentum` is not in `[0, 1)` or
-    /// `weight_decay` is negative or not finite.
-    pub fn new(model: &Cnn, momentum: f32, weight_decay: f32) -> Result<Self> {
-        crate::optim::check_optimiser(momentum, weight_decay)?;
-        Ok(Self {
-            momentum,
-            weight_decay,
-            threads: default_threads(),
-            velocity: model
-                .parameters()
-                .iter()
-                .map(|(w, b)| (Array2::zeros(w.raw_dim()), Array1::zeros(b.len())))
-                .collect(),
-            works: Vec::new(),
-        })
-    }
-
-    /// Uses `threads` threads (at least 1) instead of every core; the
-    /// results do not change.
-    #[must_use]
-    pub fn with_threads(mut self, threads: usize) -> Self {
-        self.threads = threads.max(1);
-        self
-    }
-
-    /// One step on the batch `x` with one-hot targets `y`; returns the
-    /// batch's mean loss before the update.
-    ///
-    /// # Errors
-    /// [`Error::DimensionMismatch`] for inputs or targets of the wrong
-    /// shape, [`Error::InvalidParameter`] for a learning rate that is not
-    /// finite and positive, [`Error::Diverged`] when the loss or a weight
-    /// becomes non-finite.
-    pub fn step(
-        &mut self,
-        model: &mut Cnn,
-        x: ArrayView2<'_, f32>,
-        y: ArrayView2<'_, f32>,
-        lr: f32,
-    ) -> Result<f64> {
-        model.check_input(&x)?;
-        check_step(&y, x.nrows(), model.classes(), lr)?;
-        let n = x.nrows();
-        let parts = n.div_ceil(PART);
-        self.works
-            .resize_with(self.works.len().max(parts), PartWork::default);
-        let scale = 1.0 / n as f32;
-        let net = &*model;
-        run_parts(&mut self.works[..parts], self.threads, |i, work| {
-            let rows = part_rows(i, n);
-            net.forward(x.slice(s![rows.clone(), ..]), work);
-            net.backward(
-                x.slice(s![rows.clone(), ..]),
-                y.slice(s![rows, ..]),
-                scale,
-                work,
-            );
-        });
-        // The parts added up in their order.
-        let (first, rest) = self.works[..parts].split_at_mut(1);
-        let total = &mut first[0];
-        let mut loss = total.loss;
-        for work in rest.iter() {
-            loss += work.loss;
-            for ((gw, gb), (w, b)) in total.grads.iter_mut().zip(&work.grads) {
-                *gw += w;
-                *gb += b;
-            }
-        }
-        let loss = loss / n as f64;
-        if !loss.is_finite() {
-            return Err(Error::Diverged {
-                loss,
-                weights_finite: true,
-            });
-        }
-        crate::optim::momentum_update(
-            model.parameters_mut(),
-            &total.grads,
-            &mut self.velocity,
-            (self.momentum, self.weight_decay, lr),
-            loss,
-        )?;
-        Ok(loss)
-    }
-
-    /// The velocities, one `(weights, biases)` pair per layer, convolutions
-    /// first (for checkpoints).
-    pub fn velocity(&self) -> &[(Array2<f32>, Array1<f32>)] {
-        &self.velocity
-    }
-
-    /// Restores velocities saved from [`velocity`](Self::velocity).
-    ///
-    /// # Errors
-    /// As `MlpTrainer::set_velocity`.
-    pub fn set_velocity(&mut self, velocity: Vec<(Array2<f32>, Array1<f32>)>) -> Result<()> {
-        crate::optim::check_velocity(&velocity, &self.velocity)?;
-        self.velocity = velocity;
-        Ok(())
-    }
 }
 
 /// Loss (softmax cross-entropy), accuracy and confusion matrix of `model`
@@ -781,119 +504,13 @@ pub fn evaluate_cnn(model: &Cnn, x: ArrayView2<'_, f32>, labels: &[u8]) -> Resul
             }
             predicted.extend(argmax_rows(work.p.view()));
         }
-    });
+    })?;
     let confusion = ConfusionMatrix::from_predictions(classes, labels, &predicted)?;
     Ok(Evaluation {
         loss: loss_sum / labels.len().max(1) as f64,
         accuracy: confusion.accuracy(),
         confusion,
     })
-}
-
-impl Cnn {
-    /// The network as a JSON model file (format version 3):
-    /// `{"format":"mnist-model","version":3,"kind":"cnn","head":"softmax",
-    /// "side":28,"convs":[{"kernel":5,"channels_in":1,"inputs":25,"outputs":16,"weights":[[...]],"biases":[...]}],
-    /// "layers":[{"inputs":512,"outputs":128,"weights":[[...]],"biases":[...]}]}`.
-    pub fn to_json_string(&self) -> String {
-        let rows =
-            |w: ArrayView2<'_, f32>| w.rows().into_iter().map(|r| r.to_vec()).collect::<Vec<_>>();
-        let convs: Vec<Value> = self
-            .convs
-            .iter()
-            .map(|c| {
-                serde_json::json!({
-                    "kernel": c.kernel,
-                    "channels_in": c.inputs,
-                    "inputs": c.w.nrows(),
-                    "outputs": c.channels(),
-                    "weights": rows(c.w.view()),
-                    "biases": c.b.to_vec(),
-                })
-            })
-            .collect();
-        let layers: Vec<Value> = self
-            .dense
-            .iter()
-            .map(|d| {
-                serde_json::json!({
-                    "inputs": d.weights().nrows(),
-                    "outputs": d.weights().ncols(),
-                    "weights": rows(d.weights()),
-                    "biases": d.biases().to_vec(),
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "format": crate::MODEL_FORMAT,
-            "version": CNN_VERSION,
-            "kind": "cnn",
-            "head": "softmax",
-            "side": self.side,
-            "convs": convs,
-            "layers": layers,
-        })
-        .to_string()
-    }
-
-    /// Reads a network from the JSON of [`to_json_string`](Self::to_json_string).
-    ///
-    /// # Errors
-    /// [`Error::ModelJson`] saying what is wrong.
-    pub fn from_json_str(text: &str) -> Result<Self> {
-        parse_cnn(text).map_err(|reason| Error::ModelJson { reason })
-    }
-}
-
-fn parse_cnn(text: &str) -> std::result::Result<Cnn, String> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
-    let get = |name: &str| {
-        doc.get(name)
-            .ok_or_else(|| format!("missing field \"{name}\""))
-    };
-    if get("version")?.as_u64() != Some(CNN_VERSION) {
-        return Err(format!(
-            "expected version {CNN_VERSION}, found {}",
-            get("version")?
-        ));
-    }
-    let side = positive(get("side")?, "side")?;
-    let mut convs = Vec::new();
-    for (i, conv) in get("convs")?
-        .as_array()
-        .ok_or("expected \"convs\" to be an array")?
-        .iter()
-        .enumerate()
-    {
-        let what = |m: String| format!("convolution {i}: {m}");
-        let field = |name: &str| {
-            conv.get(name)
-                .ok_or_else(|| what(format!("missing \"{name}\"")))
-        };
-        let kernel = positive(field("kernel")?, "kernel").map_err(what)?;
-        let inputs = positive(field("channels_in")?, "channels_in").map_err(what)?;
-        let (w, b) = crate::mlp::parse_layer(conv).map_err(what)?;
-        convs.push(Conv::new(kernel, inputs, w, b).map_err(|e| what(e.to_string()))?);
-    }
-    let mut dense = Vec::new();
-    for (i, layer) in get("layers")?
-        .as_array()
-        .ok_or("expected \"layers\" to be an array")?
-        .iter()
-        .enumerate()
-    {
-        let what = |m: String| format!("layer {i}: {m}");
-        let (w, b) = crate::mlp::parse_layer(layer).map_err(what)?;
-        dense.push(Dense::new(w, b).map_err(|e| what(e.to_string()))?);
-    }
-    Cnn::from_layers(side, convs, dense).map_err(|e| e.to_string())
-}
-
-fn positive(v: &Value, name: &str) -> std::result::Result<usize, String> {
-    v.as_u64()
-        .and_then(|n| usize::try_from(n).ok())
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("expected \"{name}\" to be a positive integer, found {v}"))
 }
 
 #[cfg(test)]
@@ -928,7 +545,7 @@ mod tests {
     /// The mean loss of `net` on the batch, in f64 from the forward pass.
     fn loss(net: &Cnn, x: &Array2<f32>, y: &Array2<f32>) -> f64 {
         let mut work = PartWork::default();
-        net.forward(x.view(), &mut work);
+        net.forward(x.view(), &mut work).unwrap();
         let mut total = 0.0;
         Zip::from(&work.p).and(y).for_each(|&p, &y| {
             if y != 0.0 {
@@ -969,7 +586,7 @@ mod tests {
         let net = tiny();
         let (x, _) = batch(3, 10, 3, 1);
         let mut work = PartWork::default();
-        net.forward(x.view(), &mut work);
+        net.forward(x.view(), &mut work).unwrap();
         let conv = &net.convs[0];
         for img in 0..3 {
             let input: Vec<f32> = x.row(img).iter().take(100).copied().collect();
@@ -988,8 +605,9 @@ mod tests {
         let mut net = tiny();
         let (x, y) = batch(5, 10, 3, 2);
         let mut work = PartWork::default();
-        net.forward(x.view(), &mut work);
-        net.backward(x.view(), y.view(), 1.0 / 5.0, &mut work);
+        net.forward(x.view(), &mut work).unwrap();
+        net.backward(x.view(), y.view(), 1.0 / 5.0, &mut work)
+            .unwrap();
         let grads = work.grads.clone();
         let eps = 1e-3f32;
         let layers = net.parameters().len();
