@@ -216,7 +216,7 @@ impl Learner {
             Learner::Network { .. } => {
                 "parts on every core; an AVX-512 product for widths of 64k where the CPU has it, else ndarray's"
             }
-            Learner::Cnn { .. } => "im2col and ndarray matrix products, all cores",
+            Learner::Cnn { .. } => "im2col and register-blocked products (AVX-512 or AVX2, else ndarray's), all cores",
         }
     }
 }
