@@ -97,7 +97,7 @@ struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = bench::DEFAULT_RUNS)]
     runs: usize,
     /// Epochs per run, passed to the peers too [default: the preset's: post 10,
-    /// softmax 60, mlp 20, cnn 12]
+    /// softmax 60, mlp 20, cnn 15]
     #[arg(long, value_name = "E")]
     epochs: Option<usize>,
     /// Network to train: post (the post's model, against numpy and candle), or

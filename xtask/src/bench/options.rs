@@ -75,7 +75,7 @@ impl Preset {
             Self::Post => DEFAULT_EPOCHS,
             Self::Softmax => 60,
             Self::Mlp => 20,
-            Self::Cnn => 12,
+            Self::Cnn => 15,
         }
     }
 
@@ -393,7 +393,7 @@ mod tests {
         assert!(Preset::parse("CNN").is_err());
         assert_eq!(
             Preset::ALL.map(Preset::epochs),
-            [DEFAULT_EPOCHS, 60, 20, 12]
+            [DEFAULT_EPOCHS, 60, 20, 15]
         );
         assert_eq!(Preset::Post.torch_script(), None);
         assert_eq!(Preset::Cnn.torch_script(), Some("torch_cnn.py"));

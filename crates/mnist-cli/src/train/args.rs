@@ -62,7 +62,7 @@ pub enum Preset {
     /// of 128, one cosine cycle from 0.05, momentum 0.9, weight decay 1e-4.
     Mlp,
     /// A convolutional network: 5x5 convolutions of 16 and 32 filters (ReLU,
-    /// 2x2 max-pooling), 128 hidden ReLU units, softmax; 12 epochs of
+    /// 2x2 max-pooling), 128 hidden ReLU units, softmax; 15 epochs of
     /// batches of 64, one cosine cycle from 0.05, momentum 0.9, weight
     /// decay 5e-4.
     Cnn,
