@@ -135,6 +135,21 @@ pub enum Error {
 /// Result with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Checks that the rows of `x` have a model's `features` columns.
+///
+/// # Errors
+/// [`Error::DimensionMismatch`] otherwise.
+pub(crate) fn check_features(x: &ndarray::ArrayView2<'_, f32>, features: usize) -> Result<()> {
+    if x.ncols() != features {
+        return Err(Error::DimensionMismatch {
+            what: "input features (columns of x)",
+            expected: features,
+            found: x.ncols(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -156,14 +156,7 @@ impl LinearModel {
 
     /// Checks that `x` has `features` columns.
     pub(crate) fn check_input(&self, x: &ArrayView2<'_, f32>) -> Result<()> {
-        if x.ncols() != self.features {
-            return Err(Error::DimensionMismatch {
-                what: "input features (columns of x)",
-                expected: self.features,
-                found: x.ncols(),
-            });
-        }
-        Ok(())
+        crate::error::check_features(x, self.features)
     }
 
     /// Writes the probabilities `sigmoid(x W)` into `out`, without allocating

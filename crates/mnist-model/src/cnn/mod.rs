@@ -206,14 +206,7 @@ impl Cnn {
     }
 
     fn check_input(&self, x: &ArrayView2<'_, f32>) -> Result<()> {
-        if x.ncols() != self.features() {
-            return Err(Error::DimensionMismatch {
-                what: "input features",
-                expected: self.features(),
-                found: x.ncols(),
-            });
-        }
-        Ok(())
+        crate::error::check_features(x, self.features())
     }
 
     /// Softmax probabilities for the rows of `x`, on all cores.
