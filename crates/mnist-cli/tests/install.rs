@@ -48,7 +48,19 @@ impl Sandbox {
         for (key, value) in env {
             command.env(key, value);
         }
-        command.output().unwrap()
+        // A binary just copied can be "busy" for a moment: a child that
+        // another test thread forks while the copy's file is still open for
+        // writing holds that descriptor until it execs. Try again then.
+        let mut tries = 0;
+        loop {
+            match command.output() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                result => return result.unwrap(),
+            }
+        }
     }
 
     fn run(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
