@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
@@ -19,13 +19,9 @@ use super::process::{last_line, measure};
 use super::stats::{sample, Results, Sample};
 use crate::peak;
 
-/// The post's bench (see [`super::run`]).
-pub(super) fn run(options: &Options) -> anyhow::Result<Results> {
-    options.check()?;
-    let mut results = Results {
-        load: (loadavg(), None),
-        ..Results::default()
-    };
+/// Builds the release trainer and records how its data file is mapped in
+/// `results`; returns the trainer's path.
+pub(super) fn build_trainer(options: &Options, results: &mut Results) -> anyhow::Result<PathBuf> {
     eprintln!("bench: building the trainer (cargo build --release -p mnist-cli)");
     let release = [
         OsStr::new("--release"),
@@ -37,6 +33,17 @@ pub(super) fn run(options: &Options) -> anyhow::Result<Results> {
     if let Some(pages) = &results.pages {
         eprintln!("bench: {}", pages.describe());
     }
+    Ok(trainer)
+}
+
+/// The post's bench (see [`super::run`]).
+pub(super) fn run(options: &Options) -> anyhow::Result<Results> {
+    options.check()?;
+    let mut results = Results {
+        load: (loadavg(), None),
+        ..Results::default()
+    };
+    let trainer = build_trainer(options, &mut results)?;
 
     let mut peers = Vec::new();
     let mut peer_samples = 0;

@@ -2,7 +2,6 @@
 //! run after run, with the GFLOP/s of both and the fraction of the
 //! machine's FMA peak.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -10,13 +9,13 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use super::cargo::cargo_build;
 use super::flops::{run_flops, Work};
-use super::machine::{cpu_model, loadavg, HugePages};
-use super::options::{Options, Preset, MNIST_FILES};
+use super::machine::{cpu_model, loadavg};
+use super::options::{Options, Preset};
 use super::output::{preset_table, print_run, write_preset_json};
 use super::parse::parse_report;
 use super::peers::{gz_label_count, Impl};
+use super::post::build_trainer;
 use super::process::{last_line, measure};
 use super::stats::{sample, Results, Sample};
 use super::torch;
@@ -53,17 +52,7 @@ pub(super) fn run(options: &Options) -> anyhow::Result<Results> {
         torch_wait_policy: torch::wait_policy(),
         ..PresetInfo::default()
     };
-    eprintln!("bench: building the trainer (cargo build --release -p mnist-cli)");
-    let release = [
-        OsStr::new("--release"),
-        OsStr::new("-p"),
-        OsStr::new("mnist-cli"),
-    ];
-    let trainer = cargo_build(&release, None, "mnist")?;
-    results.pages = HugePages::of(&options.data_dir.join(MNIST_FILES[0]));
-    if let Some(pages) = &results.pages {
-        eprintln!("bench: {}", pages.describe());
-    }
+    let trainer = build_trainer(options, &mut results)?;
 
     let mut peer = None;
     let mut peer_samples = 0;
