@@ -159,8 +159,9 @@ fn serve(model: &Path) -> (Running, String) {
     (Running(child), url)
 }
 
-/// chromedriver on a free port, once it says it is ready; its URL.
-fn chromedriver(driver: &Path) -> (Running, String) {
+/// chromedriver on a free port, once it says it is ready; its URL. Its
+/// profile and Chromium's scratch files go under `tmp`, removed with it.
+fn chromedriver(driver: &Path, tmp: &Path) -> (Running, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -170,6 +171,7 @@ fn chromedriver(driver: &Path) -> (Running, String) {
     let running = Running(
         Command::new(driver)
             .arg(format!("--port={port}"))
+            .env("TMPDIR", tmp)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -227,7 +229,7 @@ fn a_digit_drawn_in_chromium_is_predicted_on_the_page() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let (_server, url) = serve(&model);
-    let (_driver, base) = chromedriver(&driver);
+    let (_driver, base) = chromedriver(&driver, dir.path());
     let created = send(
         "POST",
         &format!("{base}/session"),

@@ -25,8 +25,8 @@
 //!     }
 //! }
 //!
-//! # let dir = std::env::temp_dir().join(format!("mnist-train-lib-{}", std::process::id()));
-//! # std::fs::create_dir_all(&dir)?;
+//! # let tmp = tempfile::tempdir()?;
+//! # let dir = tmp.path();
 //! # for (prefix, n) in [("train", 20u8), ("t10k", 10u8)] {
 //! #     let mut images = vec![0, 0, 8, 3, 0, 0, 0, n, 0, 0, 0, 2, 0, 0, 0, 2];
 //! #     images.extend((0..u32::from(n) * 4).map(|i| (i * 53 % 256) as u8));

@@ -155,7 +155,8 @@ pub struct Fitted {
 /// use mnist_data::{Dataset, Part};
 /// use mnist_train::{Silent, TrainConfig, Trainer};
 ///
-/// # let dir = tempfile_dir()?;
+/// # let tmp = tempfile::tempdir()?;
+/// # let dir = synthetic(tmp.path())?;
 /// // `dir` holds an MNIST-layout folder (here a tiny synthetic one).
 /// let train = Dataset::open(&dir, Part::Train)?;
 /// let test = Dataset::open(&dir, Part::Test)?;
@@ -163,9 +164,7 @@ pub struct Fitted {
 /// let fitted = Trainer::new(config, &train, &test)?.fit(None, &mut Silent)?;
 /// assert_eq!(fitted.epochs.len(), 2);
 /// assert_eq!(fitted.test.confusion.total(), 8);
-/// # fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
-/// #     let dir = std::env::temp_dir().join(format!("mnist-train-doc-{}", std::process::id()));
-/// #     std::fs::create_dir_all(&dir)?;
+/// # fn synthetic(dir: &std::path::Path) -> std::io::Result<&std::path::Path> {
 /// #     for (prefix, n) in [("train", 16u8), ("t10k", 8u8)] {
 /// #         let mut images = vec![0, 0, 8, 3, 0, 0, 0, n, 0, 0, 0, 2, 0, 0, 0, 2];
 /// #         images.extend((0..u32::from(n) * 4).map(|i| (i * 37 % 256) as u8));
