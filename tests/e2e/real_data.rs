@@ -161,19 +161,31 @@ fn train_on(
 
 /// Same seed, same bits, on every kernel path this CPU can run: the SIMD
 /// paths over the post's whole run, the portable one (much slower) over its
-/// first epoch, for seeds 0 to 4; and softmax regression with momentum and
+/// first epoch, for seeds 0 to 4; softmax regression with momentum and
 /// weight decay (`--preset softmax`, 3 epochs; the portable path 1), seeds
-/// 0 to 2.
+/// 0 to 2; one epoch of the MLP and of the CNN presets on the SIMD paths,
+/// and of narrower ones (whose products take the same code) on the
+/// portable path, which spends a call to the C library's `fmaf` on each
+/// multiply-add on a CPU whose baseline lacks FMA.
 #[test]
 fn every_kernel_path_saves_the_same_model() {
     let dir = tempfile::tempdir().unwrap();
     let simd = &["avx512", "avx2", "neon"][..];
+    let portable = &["portable"][..];
     let softmax = &["--preset", "softmax"][..];
+    let mlp = &["--preset", "mlp"][..];
+    let cnn = &["--preset", "cnn"][..];
+    let narrow_mlp = &["--preset", "mlp", "--hidden", "16"][..];
+    let narrow_cnn = &["--preset", "cnn", "--conv", "1,2", "--hidden", "8"][..];
     for (flags, epochs, paths, seeds) in [
         (&[][..], 10, simd, 5),
-        (&[][..], 1, &["portable"][..], 5),
+        (&[][..], 1, portable, 5),
         (softmax, 3, simd, 3),
-        (softmax, 1, &["portable"][..], 3),
+        (softmax, 1, portable, 3),
+        (mlp, 1, simd, 1),
+        (narrow_mlp, 1, portable, 1),
+        (cnn, 1, simd, 1),
+        (narrow_cnn, 1, portable, 1),
     ] {
         for seed in 0..seeds {
             let (want, _) = train_on("", seed, epochs, &dir, flags).unwrap();

@@ -25,8 +25,8 @@ enum Command {
     /// aarch64 cross-check
     Ci(CiArgs),
     /// Run the library tests for aarch64 under qemu, and check that an epoch of
-    /// the post's training and of softmax regression there saves the same
-    /// model files as here
+    /// the post's training, softmax regression, an MLP and a CNN there saves
+    /// the same model files as here
     CrossCheck(CrossArgs),
     /// Time whole training runs (median of N), optionally against the reference implementations
     Bench(BenchArgs),

@@ -136,7 +136,8 @@ pub struct Fitted {
     pub val_samples: usize,
     /// Whether the validation set was held out of the training set.
     pub held_out: bool,
-    /// What computed the steps: a fused-kernel path, or ndarray's products.
+    /// The kernel path that computed the steps (`avx512f+fma`, `avx2+fma`,
+    /// `neon`, `portable`), for every model.
     pub kernel: &'static str,
     /// Seconds spent preparing batches and evaluation sets.
     pub setup_seconds: f64,

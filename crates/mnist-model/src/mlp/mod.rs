@@ -13,7 +13,6 @@
 //! - `file`: the JSON model file.
 
 mod file;
-mod product;
 mod trainer;
 
 pub(crate) use file::parse_layer;
@@ -24,8 +23,8 @@ use ndarray::{s, Array1, Array2, ArrayView2, ArrayViewMut2, Zip};
 use rand::Rng;
 use rand_distr::StandardNormal;
 
-use self::product::product;
 use crate::error::{Error, Result};
+use crate::gemm::product;
 use crate::head::Head;
 use crate::loss::PROB_CLIP;
 use crate::metrics::{check_labels, ConfusionMatrix, Evaluation};

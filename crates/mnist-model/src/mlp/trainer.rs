@@ -16,9 +16,9 @@ use std::ops::Range;
 
 use ndarray::{s, Array1, Array2, ArrayView2, ArrayViewMut2, Zip};
 
-use super::product::product;
 use super::{Mlp, Work};
 use crate::error::{Error, Result};
+use crate::gemm::product;
 use crate::optim::{
     check_optimiser, check_step, check_velocity, update_bias, update_weight, Rates,
 };
