@@ -758,7 +758,7 @@ fn every_model_saves_the_same_file_on_any_number_of_threads() {
     let d = data.to_str().unwrap();
     for (name, flags) in [
         ("post", &["--epochs", "2"][..]),
-        // Batches of 128: smaller ones never take a second thread.
+        // Batches of 128: two parts, on two threads.
         (
             "softmax",
             &[
@@ -766,6 +766,18 @@ fn every_model_saves_the_same_file_on_any_number_of_threads() {
                 "softmax",
                 "--batch-size",
                 "128",
+                "--epochs",
+                "2",
+            ][..],
+        ),
+        // Batches of 600: three parts of 200 rows, on up to three threads.
+        (
+            "softmax-parts",
+            &[
+                "--preset",
+                "softmax",
+                "--batch-size",
+                "600",
                 "--epochs",
                 "2",
             ][..],

@@ -1,6 +1,6 @@
 //! One helper thread, kept alive between calls, for work split in two.
 //!
-//! A training step splits its batch into two fixed halves. Spawning a thread
+//! A training step on two threads splits its work in two. Spawning a thread
 //! for each step costs tens of microseconds, a noticeable part of a step of a
 //! few hundred; this helper thread instead waits for the next half by
 //! spinning briefly, then sleeping. What each half computes never depends on

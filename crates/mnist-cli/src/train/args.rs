@@ -155,7 +155,8 @@ pub struct TrainArgs {
     pub weight_decay: f32,
     /// Threads of each training step (default: every core); the results
     /// are the same, bit for bit, for any number. A linear model's step is
-    /// split in two parts, so it uses one thread or two.
+    /// split in two parts, or one for every 256 rows of the batch, and
+    /// uses no more threads than that.
     #[arg(long, value_name = "N")]
     #[serde(default)]
     pub threads: Option<usize>,

@@ -1,6 +1,7 @@
-//! A step's batch: cut into two fixed parts, each made block by block from
-//! its rows and run through the kernels while in cache, on two threads when
-//! it pays; the gradients added in order.
+//! A step's batch: cut into fixed parts, each made block by block from its
+//! rows and run through the kernels while in cache, on as many threads as
+//! allowed when it pays; the gradients added in part order, and the update
+//! of the weights split among the same threads.
 
 use ndarray::{Array2, ArrayView2};
 
@@ -9,18 +10,42 @@ use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::kernel;
 use crate::linear::{contiguous, LinearModel};
-use crate::pool;
+use crate::parts::run_parts;
 use crate::rows::RowSource;
 
-/// Batches are split into this many fixed parts whose gradients are summed
-/// in order, whether or not the parts run on separate threads: the result
-/// depends only on the data, never on scheduling.
-pub(super) const PARTS: usize = 2;
+/// The rows of a part, at most: a batch of `rows` is cut into
+/// `max(2, ceil(rows / PART_ROWS))` parts of equal size (to a row) whose
+/// gradients are summed in order, whatever the number of threads: the
+/// result depends only on the data, never on scheduling. The post's batches
+/// of 512 and softmax regression's of 64 are two parts; a batch of 4,096
+/// is 16, enough for 16 cores.
+const PART_ROWS: usize = 256;
 
 /// Below this many rows a second thread costs more than it saves. At 64
 /// rows (`--preset softmax`), two threads took 1.43 to 1.52 s against 1.95
 /// to 2.07 s on one (2-core Zen 4, with the update split as well).
 const MIN_ROWS_FOR_THREADS: usize = 64;
+
+/// The number of parts of a batch of `rows` (see [`PART_ROWS`]).
+pub(super) fn parts_of(rows: usize) -> usize {
+    rows.div_ceil(PART_ROWS).max(2)
+}
+
+/// Rows of part `k` of `parts` in a batch of `rows`.
+fn part_rows(k: usize, parts: usize, rows: usize) -> std::ops::Range<usize> {
+    k * rows / parts..(k + 1) * rows / parts
+}
+
+/// One part's buffers: its gradient (packed), its block of inputs
+/// (`kernel::BLOCK` rows of whole chunks), its block of probabilities
+/// (then `p - y`), and its summed loss.
+#[derive(Debug, Default, Clone)]
+pub(super) struct PartBuffers {
+    grad: Vec<f32>,
+    x: Vec<f32>,
+    p: Vec<f32>,
+    loss: f64,
+}
 
 /// Checks that `x` fits the model and `y` has a row per row of `x`.
 pub(super) fn check_rows(
@@ -84,28 +109,32 @@ fn prepare(
     }
     let len = kernel::packed_len(features, classes);
     let stride = kernel::stride(features);
-    for k in 0..PARTS {
-        // Written by the part itself, on the thread that fills it.
-        scratch.grads[k].resize(len, 0.0);
-        scratch.xs[k].resize(kernel::BLOCK * stride, 0.0);
-        scratch.ps[k].resize(kernel::BLOCK * classes, 0.0);
+    let parts = parts_of(rows);
+    if scratch.parts.len() < parts {
+        scratch.parts.resize_with(parts, PartBuffers::default);
+    }
+    for part in &mut scratch.parts[..parts] {
+        // Written by the part itself, on the thread that runs it.
+        part.grad.resize(len, 0.0);
+        part.x.resize(kernel::BLOCK * stride, 0.0);
+        part.p.resize(kernel::BLOCK * classes, 0.0);
     }
     Ok(rows)
 }
 
-/// A training step's work: the two fixed parts of the batch (forward pass,
-/// loss and gradient, each into its own gradient buffer), on two threads
-/// when `threads` allows and the batch is large enough, then, with an
-/// update rule, the update of the weights (and the velocity) from
-/// `g0 + g1` on this thread: a few microseconds, less than handing half of
-/// it to the other thread would cost. The update is skipped if the loss is
-/// not finite. Returns the summed loss and whether every updated weight is
-/// finite.
+/// A training step's work: the fixed parts of the batch (forward pass,
+/// loss and gradient, each into its own buffers), on up to `threads`
+/// threads when the batch is large enough, then, with an update rule, the
+/// update of the weights (and the velocity) from the parts' gradients
+/// added in order, its weights split among the same threads. The update is
+/// skipped if the loss is not finite. Returns the summed loss and whether
+/// every updated weight is finite.
 ///
-/// Both parts read the weights and each writes only its own buffers, so
-/// the borrow checker sees that they are apart; the pool's `join` is the
-/// only concurrency.
-pub(super) fn two_sides<F>(
+/// Every part reads the weights and writes only its own buffers, and each
+/// thread of the update writes only its own range of weights, so the
+/// borrow checker sees that they are apart; `run_parts` is the only
+/// concurrency.
+pub(super) fn in_parts<F>(
     model: &mut LinearModel,
     y: ArrayView2<'_, f32>,
     fill: &F,
@@ -120,8 +149,15 @@ where
     let y = y.as_standard_layout();
     let ys = contiguous(&y, "target layout")?;
     let (features, classes, head) = (model.features(), model.classes(), model.head());
+    let parts = parts_of(rows);
+    let threads = if rows >= MIN_ROWS_FOR_THREADS {
+        threads.clamp(1, parts)
+    } else {
+        1
+    };
     let packed = model.packed();
-    let part = |range, grad: &mut [f32], x: &mut [f32], p: &mut [f32]| {
+    let buffers = &mut scratch.parts[..parts];
+    run_parts(buffers, threads, |k, b| {
         let part = Part {
             head,
             packed,
@@ -132,58 +168,79 @@ where
             fill,
             kernel: kernel::run,
         };
-        run_part(part, range, grad, x, p)
-    };
-    let mid = rows / 2;
-    let StepScratch { grads, xs, ps } = scratch;
-    let ([g0, g1], [x0, x1], [p0, p1]) = (grads, xs, ps);
-    let parallel = threads > 1 && rows >= MIN_ROWS_FOR_THREADS;
-    let (l0, l1) = if parallel {
-        pool::join(|| part(0..mid, g0, x0, p0), || part(mid..rows, g1, x1, p1))
-    } else {
-        (part(0..mid, g0, x0, p0), part(mid..rows, g1, x1, p1))
-    };
-    let loss = l0 + l1;
+        b.loss = run_part(
+            part,
+            part_rows(k, parts, rows),
+            &mut b.grad,
+            &mut b.x,
+            &mut b.p,
+        );
+    });
+    let loss = buffers.iter().map(|b| b.loss).sum::<f64>();
     let finite = match update_with {
         Some((rule, velocity)) if loss.is_finite() => {
-            let w = model.packed_mut();
-            if parallel {
-                update_in_halves(w, velocity, g0, g1, rule)
-            } else {
-                update(w, velocity, g0, g1, rule)
-            }
+            update_in_ranges(model.packed_mut(), velocity, buffers, rule, threads)
         }
         _ => true,
     };
     Ok((loss, finite))
 }
 
-/// [`update`] with each half of the weights on its own thread. The update
-/// is weight by weight, so the halves give the same bits as one sweep. Each
-/// thread reads half of the gradient the other thread wrote: after a step
-/// on two threads, one sweep would wait on the other core's cache for all
-/// of it (measured: about 15% of a `--preset softmax` run).
-fn update_in_halves(
+/// [`update`] from the parts' gradients, in `threads` ranges of the weights
+/// on as many threads. Within each range, the gradients are first added
+/// in part order into the first part's (`((g0 + g1) + g2) + ...`), the last
+/// one within the update itself; the update is weight by weight, so the
+/// ranges give the same bits as one sweep. Each thread reads only its range
+/// of the gradients the other threads wrote: after a step on two threads,
+/// one sweep would wait on the other core's cache for all of them
+/// (measured: about 15% of a `--preset softmax` run).
+fn update_in_ranges(
     w: &mut [f32],
     velocity: Option<&mut [f32]>,
-    g0: &[f32],
-    g1: &[f32],
+    parts: &mut [PartBuffers],
     rule: Rule,
+    threads: usize,
 ) -> bool {
-    let mid = w.len() / kernel::LANES / 2 * kernel::LANES;
-    let (wa, wb) = w.split_at_mut(mid);
-    let (va, vb) = match velocity {
-        Some(v) => {
-            let (a, b) = v.split_at_mut(mid);
-            (Some(a), Some(b))
-        }
-        None => (None, None),
+    let Some((last, rest)) = parts.split_last_mut() else {
+        return true;
     };
-    let (fa, fb) = pool::join(
-        || update(wa, va, &g0[..mid], &g1[..mid], rule),
-        || update(wb, vb, &g0[mid..], &g1[mid..], rule),
-    );
-    fa && fb
+    let Some((first, middle)) = rest.split_first_mut() else {
+        return true;
+    };
+    let len = w.len();
+    let lanes = len / kernel::LANES;
+    let cut = |r: usize| r * lanes / threads * kernel::LANES;
+    let mut pieces = Vec::with_capacity(threads);
+    let (mut w_rest, mut v_rest, mut g_rest) = (w, velocity, first.grad.as_mut_slice());
+    for r in 0..threads {
+        let n = if r + 1 == threads {
+            w_rest.len()
+        } else {
+            cut(r + 1) - cut(r)
+        };
+        let (wr, wt) = w_rest.split_at_mut(n);
+        let (gr, gt) = g_rest.split_at_mut(n);
+        let (vr, vt) = match v_rest {
+            Some(v) => {
+                let (a, b) = v.split_at_mut(n);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
+        pieces.push((cut(r), wr, vr, gr, true));
+        (w_rest, v_rest, g_rest) = (wt, vt, gt);
+    }
+    let (middle, last) = (&*middle, &last.grad);
+    run_parts(&mut pieces, threads, |_, (at, w, v, g0, finite)| {
+        let range = *at..*at + w.len();
+        for part in middle {
+            for (g, &h) in g0.iter_mut().zip(&part.grad[range.clone()]) {
+                *g += h;
+            }
+        }
+        *finite = update(w, v.as_deref_mut(), g0, &last[range], rule);
+    });
+    pieces.iter().all(|piece| piece.4)
 }
 
 /// What every part of a batch shares.
@@ -288,15 +345,19 @@ pub fn gradient(
     // The products only: on a copy of the model, which is never updated.
     let mut copy = model.clone();
     with_rows(x, |fill| {
-        two_sides(&mut copy, y_onehot, fill, scratch, None, 2)
+        in_parts(&mut copy, y_onehot, fill, scratch, None, 2)
     })??;
     let classes = model.classes();
-    let [g0, g1] = &scratch.grads;
+    let parts = &scratch.parts[..parts_of(y_onehot.nrows())];
     Ok(Array2::from_shape_fn(
         (model.features(), classes),
         |(f, c)| {
             let i = kernel::packed_index(f, c, classes);
-            g0[i] + g1[i]
+            let mut sum = parts[0].grad[i];
+            for part in &parts[1..] {
+                sum += part.grad[i];
+            }
+            sum
         },
     ))
 }

@@ -7,7 +7,7 @@ mod batch;
 
 pub use batch::gradient;
 pub(crate) use batch::with_rows;
-use batch::{check_rows, two_sides, PARTS};
+use batch::{check_rows, in_parts, PartBuffers};
 
 use ndarray::{Array2, ArrayView2};
 
@@ -40,8 +40,8 @@ pub struct Sgd {
     /// The velocity in the kernels' packed layout; empty until the first
     /// step with momentum.
     velocity: Vec<f32>,
-    /// Whether a step may run its two parts on two threads.
-    two_threads: bool,
+    /// The most threads a step runs on.
+    threads: usize,
 }
 
 impl Default for Sgd {
@@ -52,7 +52,7 @@ impl Default for Sgd {
             momentum: 0.0,
             weight_decay: 0.0,
             velocity: Vec::new(),
-            two_threads: true,
+            threads: crate::parts::default_threads(),
         }
     }
 }
@@ -77,12 +77,8 @@ pub(super) enum Rule {
 /// allocates only on its first step.
 #[derive(Debug, Default, Clone)]
 pub struct StepScratch {
-    /// Each part's gradient, packed.
-    pub(super) grads: [Vec<f32>; PARTS],
-    /// Each part's block of inputs, `kernel::BLOCK` rows of whole chunks.
-    pub(super) xs: [Vec<f32>; PARTS],
-    /// Each part's block of probabilities, then `p - y`.
-    pub(super) ps: [Vec<f32>; PARTS],
+    /// Each part's buffers.
+    parts: Vec<PartBuffers>,
 }
 
 impl StepScratch {
@@ -128,13 +124,14 @@ impl Sgd {
         })
     }
 
-    /// Runs each step on at most `threads` threads (at least 1). A step is
-    /// split in two fixed parts whose gradients are added in order, so the
-    /// result is the same, bit for bit, on one thread or two; more than two
-    /// are not used.
+    /// Runs each step on at most `threads` threads (at least 1; the default
+    /// is every core). A step is split into fixed parts, two or one for
+    /// every 256 rows of the batch, whose gradients are added in order, so
+    /// the result is the same, bit for bit, on any number of threads; a
+    /// step uses no more threads than it has parts.
     #[must_use]
     pub fn with_threads(mut self, threads: usize) -> Self {
-        self.two_threads = threads > 1;
+        self.threads = threads.max(1);
         self
     }
 
@@ -292,12 +289,12 @@ impl Sgd {
     /// `n = x.len() / stride`, into `x`, one row every `stride` values (the
     /// first [`LinearModel::features`] values of each row; the rest are
     /// ignored). It is called a block of a few dozen rows at a time, in
-    /// increasing order within each of two fixed halves of the batch, the
-    /// halves on two threads at once: rows are made where and when they are
-    /// used, while still in cache. While a block is computed, the source's
-    /// [`prefetch`](RowSource::prefetch) is asked for the next one (after a
-    /// half's last block: that half's first block of the next batch, rows
-    /// numbered on past this batch). `y_onehot` holds the targets, one row
+    /// increasing order within each of the batch's fixed parts (two, or
+    /// one for every 256 rows), the parts on several threads at once: rows
+    /// are made where and when they are used, while still in cache. While a
+    /// block is computed, the source's [`prefetch`](RowSource::prefetch) is
+    /// asked for the next one (after a part's last block: that part's first
+    /// block of the next batch, rows numbered on past this batch). `y_onehot` holds the targets, one row
     /// per batch row. The same rows give the same result, bit for bit, as
     /// [`step`](Self::step).
     ///
@@ -333,14 +330,13 @@ impl Sgd {
                 Some(self.velocity.as_mut_slice())
             }
         };
-        let threads = if self.two_threads { 2 } else { 1 };
-        let (loss_sum, weights_finite) = two_sides(
+        let (loss_sum, weights_finite) = in_parts(
             model,
             y_onehot,
             features,
             scratch,
             Some((rule, velocity)),
-            threads,
+            self.threads,
         )?;
         let loss = loss_sum / y_onehot.nrows() as f64;
         if !loss.is_finite() {
@@ -862,24 +858,40 @@ mod tests {
     #[test]
     fn threads_do_not_change_the_bits() {
         let mut rng = ChaCha8Rng::seed_from_u64(16);
-        let (w, x, y) = problem(512, 785, 10, (0.1, 0.5), &mut rng);
-        let m = LinearModel::from_weights(w.view()).expect("ok");
-        let mut s = StepScratch::new();
-        let threaded = gradient(&m, x.view(), y.view(), &mut s).expect("ok");
-        // Same fixed parts, computed one after the other on this thread.
-        let (_, g0) = one_part(&m, &x, &y, 0..256, kernel::run);
-        let (_, g1) = one_part(&m, &x, &y, 256..512, kernel::run);
-        for ((f, c), &v) in threaded.indexed_iter() {
-            let i = kernel::packed_index(f, c, 10);
-            assert_eq!(v.to_bits(), (g0[i] + g1[i]).to_bits());
+        // Two parts of 256 rows; five parts of 220.
+        for (rows, cuts) in [
+            (512, &[0, 256, 512][..]),
+            (1100, &[0, 220, 440, 660, 880, 1100]),
+        ] {
+            let (w, x, y) = problem(rows, 785, 10, (0.1, 0.5), &mut rng);
+            let m = LinearModel::from_weights(w.view()).expect("ok");
+            let mut s = StepScratch::new();
+            let threaded = gradient(&m, x.view(), y.view(), &mut s).expect("ok");
+            // Same fixed parts, computed one after the other on this
+            // thread, added in order.
+            let grads: Vec<_> = cuts
+                .windows(2)
+                .map(|c| one_part(&m, &x, &y, c[0]..c[1], kernel::run).1)
+                .collect();
+            for ((f, c), &v) in threaded.indexed_iter() {
+                let i = kernel::packed_index(f, c, 10);
+                let want = grads[1..].iter().fold(grads[0][i], |sum, g| sum + g[i]);
+                assert_eq!(v.to_bits(), want.to_bits(), "{rows} rows");
+            }
+            threads_give_the_same_steps(&m, &x, &y);
         }
-        // Whole steps, with either optimiser and head, on one thread or two.
+    }
+
+    /// Whole steps, with either optimiser and head, on 1, 2, 3 and 5
+    /// threads.
+    fn threads_give_the_same_steps(m: &LinearModel, x: &Array2<f32>, y: &Array2<f32>) {
+        let mut s = StepScratch::new();
         for (head, optimiser) in [
             (Head::Sigmoid, Sgd::default()),
             (Head::Softmax, Sgd::with_momentum(0.9, 1e-3).expect("valid")),
         ] {
             let start = m.clone().with_head(head);
-            let trained: Vec<_> = [1, 2, 3]
+            let trained: Vec<_> = [1, 2, 3, 5]
                 .into_iter()
                 .map(|threads| {
                     let (mut model, mut sgd) =
@@ -899,14 +911,15 @@ mod tests {
     }
 
     #[test]
-    fn the_update_in_two_halves_is_the_whole_update_bit_for_bit() {
+    fn the_update_in_ranges_is_the_whole_update_bit_for_bit() {
         let _turn = pool::tests::IDLE_TESTS
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut rng = ChaCha8Rng::seed_from_u64(19);
-        // Below and above the size at which the halves go to two threads,
-        // and odd numbers of features (a half of the chunks is rounded).
-        for (rows, f) in [(60, 785), (512, 785), (300, 37), (129, 17)] {
+        // Below and above the size at which the parts go to several
+        // threads, more than two parts, and odd numbers of features (a
+        // range of the chunks is rounded).
+        for (rows, f) in [(60, 785), (512, 785), (300, 37), (129, 17), (1300, 53)] {
             let (w, x, y) = problem(rows, f, 10, (0.1, 0.5), &mut rng);
             let mut m = LinearModel::from_weights(w.view()).expect("ok");
             let mut s = StepScratch::new();
