@@ -122,26 +122,26 @@ pub(crate) fn product_on(
         c.assign(&out);
         return;
     }
-    let Some(mats) = simd::Mats::new(&a, &b.view(), &mut c) else {
-        return chain(a, b.view(), c);
-    };
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the CPU has AVX-512F (`available`), and `Mats::new`
-        // checked that every element the kernel touches lies in the views
-        // (see there); `c` is borrowed mutably for the call.
-        Isa::Avx512 => unsafe { simd::avx512::kernel(&mats) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, with AVX2 and FMA.
-        Isa::Avx2 => unsafe { simd::avx2::kernel(&mats) },
-        #[cfg(target_arch = "aarch64")]
-        // SAFETY: as above, with NEON.
-        Isa::Neon => unsafe { simd::neon::kernel(&mats) },
-        _ => {
-            let _ = mats;
-            chain(a, b.view(), c)
+    // Other architectures have no kernels here: their only path is the
+    // portable one, taken above.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if let Some(mats) = simd::Mats::new(&a, &b.view(), &mut c) {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX-512F (`available`), and `Mats::new`
+            // checked that every element the kernel touches lies in the
+            // views (see there); `c` is borrowed mutably for the call.
+            Isa::Avx512 => return unsafe { simd::avx512::kernel(&mats) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, with AVX2 and FMA.
+            Isa::Avx2 => return unsafe { simd::avx2::kernel(&mats) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: as above, with NEON.
+            Isa::Neon => return unsafe { simd::neon::kernel(&mats) },
+            _ => {}
         }
     }
+    chain(a, b.view(), c)
 }
 
 /// The portable path: for each element, a chain of [`f32::mul_add`] over
