@@ -75,7 +75,7 @@ pub(super) fn run(options: &Options) -> anyhow::Result<Results> {
         let turn = (run - 1) % ours.len();
         ours.rotate_left(turn);
         for (which, program) in ours {
-            let sample = run_trainer(program, which, options, run, &report);
+            let sample = run_trainer(program, which, options, run, &report, &[]);
             if which == Impl::Rust && results.work.is_none() {
                 let text = fs::read_to_string(&report).unwrap_or_default();
                 results.work = report_work(&text, options.epochs);
@@ -125,17 +125,21 @@ pub(super) fn run(options: &Options) -> anyhow::Result<Results> {
     Ok(results)
 }
 
+/// One timed `train` run of `trainer` with `seed = run`, the common flags
+/// and `extra` (a preset and its threads, say); the report is read back.
 pub(super) fn run_trainer(
     trainer: &Path,
     which: Impl,
     options: &Options,
     run: usize,
     report: &Path,
+    extra: &[String],
 ) -> anyhow::Result<Sample> {
     let mut command = Command::new(trainer);
     command
         .arg("train")
         .arg("--quiet")
+        .args(extra)
         .arg("--data-dir")
         .arg(&options.data_dir)
         .arg("--epochs")
@@ -147,8 +151,9 @@ pub(super) fn run_trainer(
     let measured = measure(&mut command)?;
     if let Some(failure) = &measured.failure {
         bail!(
-            "{} train failed ({failure}): {}",
+            "{} train {} failed ({failure}): {}",
             trainer.display(),
+            extra.join(" "),
             last_line(&measured.stderr)
         );
     }

@@ -3,21 +3,16 @@
 //! machine's FMA peak.
 
 use std::fs;
-use std::path::Path;
-use std::process::Command;
 
-use anyhow::{bail, Context as _};
 use serde_json::Value;
 
 use super::flops::{run_flops, Work};
 use super::machine::{cpu_model, loadavg};
-use super::options::{Options, Preset};
+use super::options::Options;
 use super::output::{preset_table, print_run, write_preset_json};
-use super::parse::parse_report;
 use super::peers::{gz_label_count, Impl};
-use super::post::build_trainer;
-use super::process::{last_line, measure};
-use super::stats::{sample, Results, Sample};
+use super::post::{build_trainer, run_trainer};
+use super::stats::Results;
 use super::torch;
 use crate::peak;
 
@@ -69,8 +64,15 @@ pub(super) fn run(options: &Options) -> anyhow::Result<Results> {
 
     let report = std::env::temp_dir().join(format!("xtask-bench-{}.json", std::process::id()));
     let mut evaluated = None;
+    // Every model takes --threads; both sides get the same number.
+    let extra = [
+        "--preset".to_string(),
+        options.preset.name().to_string(),
+        "--threads".to_string(),
+        threads.to_string(),
+    ];
     for run in 1..=options.runs {
-        let sample = run_trainer(&trainer, options, threads, run, &report);
+        let sample = run_trainer(&trainer, Impl::Rust, options, run, &report, &extra);
         if results.work.is_none() {
             let text = fs::read_to_string(&report).unwrap_or_default();
             if let Some((kernel, train, val)) = report_counts(&text) {
@@ -127,53 +129,6 @@ fn report_counts(text: &str) -> Option<(String, u64, u64)> {
         report.get("kernel")?.as_str()?.to_string(),
         report.get("train_samples")?.as_u64()?,
         report.get("val_samples")?.as_u64()?,
-    ))
-}
-
-fn run_trainer(
-    trainer: &Path,
-    options: &Options,
-    threads: usize,
-    run: usize,
-    report: &Path,
-) -> anyhow::Result<Sample> {
-    let mut command = Command::new(trainer);
-    command
-        .arg("train")
-        .arg("--quiet")
-        .arg("--preset")
-        .arg(options.preset.name())
-        .arg("--data-dir")
-        .arg(&options.data_dir)
-        .arg("--epochs")
-        .arg(options.epochs.to_string())
-        .arg("--seed")
-        .arg(run.to_string())
-        .arg("--report")
-        .arg(report);
-    if options.preset == Preset::Cnn {
-        // Only the convolutional network's steps take --threads.
-        command.arg("--threads").arg(threads.to_string());
-    }
-    let measured = measure(&mut command)?;
-    if let Some(failure) = &measured.failure {
-        bail!(
-            "{} train --preset {} failed ({failure}): {}",
-            trainer.display(),
-            options.preset.name(),
-            last_line(&measured.stderr)
-        );
-    }
-    let text = fs::read_to_string(report)
-        .with_context(|| format!("cannot read the report {}", report.display()))?;
-    let (printed, train_samples) = parse_report(&text)?;
-    Ok(sample(
-        Impl::Rust,
-        run,
-        options.epochs,
-        train_samples,
-        printed,
-        &measured,
     ))
 }
 
