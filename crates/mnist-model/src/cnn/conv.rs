@@ -308,7 +308,7 @@ pub(super) mod tests {
 
     /// A plain convolution in f64, pixel by pixel, channel by channel:
     /// `(n * out * out, channels)`.
-    fn reference(x: &Array2<f32>, side: usize, conv: &Conv) -> Array2<f64> {
+    pub(in crate::cnn) fn reference(x: &Array2<f32>, side: usize, conv: &Conv) -> Array2<f64> {
         let (k, c, f) = (conv.kernel, conv.inputs, conv.channels());
         let out = side - k + 1;
         let mut z = Array2::zeros((x.nrows() * out * out, f));

@@ -551,27 +551,11 @@ mod tests {
     /// A plain convolution, pixel by pixel, channel by channel, for one
     /// image given as (row, column, channel).
     fn direct_conv(input: &[f32], side: usize, conv: &Conv) -> Vec<f32> {
-        let (k, c, f) = (conv.kernel, conv.inputs, conv.channels());
-        let out = side - k + 1;
-        let mut z = vec![0.0f32; out * out * f];
-        for oy in 0..out {
-            for ox in 0..out {
-                for filter in 0..f {
-                    let mut sum = f64::from(conv.b[filter]);
-                    for ky in 0..k {
-                        for kx in 0..k {
-                            for ch in 0..c {
-                                let v = input[((oy + ky) * side + ox + kx) * c + ch];
-                                let w = conv.w[[(ky * k + kx) * c + ch, filter]];
-                                sum += f64::from(v) * f64::from(w);
-                            }
-                        }
-                    }
-                    z[(oy * out + ox) * f + filter] = sum as f32;
-                }
-            }
-        }
-        z
+        let image = Array2::from_shape_vec((1, input.len()), input.to_vec()).expect("one row");
+        conv::tests::reference(&image, side, conv)
+            .iter()
+            .map(|&v| v as f32)
+            .collect()
     }
 
     #[test]
