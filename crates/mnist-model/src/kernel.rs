@@ -702,6 +702,65 @@ pub(crate) fn runnable() -> Vec<(Path, fn(Op<'_>))> {
 ///
 /// Every function here carries the target features of `execute_avx512`, the
 /// only caller, so that the intrinsics are inlined (and safe to call).
+/// The forward pass's drivers of an instruction set's module, the same for
+/// each: `logits_classes` runs the module's `logits_rows::<R, GC>` over a
+/// block's rows (then single rows), and `logits` runs it over groups of
+/// `G` classes (then single classes), calling `done` as rows are finished
+/// in the first group.
+///
+/// Groups of classes are the outer loop: the weights of one group (half of
+/// them for ten classes with AVX-512, 16 KB for the post's 785 features)
+/// stay in L1 while all the block's rows pass, instead of all the weights
+/// (32 KB, L1's size) streaming from L2 again for every few rows. The rows
+/// are read once per group instead, from L2, in order.
+macro_rules! logits_drivers {
+    ($feature:literal) => {
+        /// Logits of every row of a block for classes `cg..cg + GC`, `R`
+        /// rows at a time; `done`, if given, is told as rows are finished.
+        #[inline]
+        #[target_feature(enable = $feature)]
+        fn logits_classes<const GC: usize>(
+            b: &Block<'_>,
+            cg: usize,
+            out: &mut [f32],
+            done: Option<Done<'_>>,
+        ) {
+            let mut r0 = 0;
+            while r0 < b.rows {
+                let n = if r0 + R <= b.rows {
+                    logits_rows::<R, GC>(b, r0, cg, out);
+                    R
+                } else {
+                    logits_rows::<1, GC>(b, r0, cg, out);
+                    1
+                };
+                if let Some(done) = done {
+                    done(r0, n);
+                }
+                r0 += n;
+            }
+        }
+
+        /// Logits of the rows of a block into `out` (`rows x classes`),
+        /// calling `done` as rows are finished (in the first group of
+        /// classes).
+        #[target_feature(enable = $feature)]
+        pub(super) fn logits(b: &Block<'_>, out: &mut [f32], done: Done<'_>) {
+            let mut cg = 0;
+            while cg < b.classes {
+                let signal = (cg == 0).then_some(done);
+                if cg + G <= b.classes {
+                    logits_classes::<G>(b, cg, out, signal);
+                    cg += G;
+                } else {
+                    logits_classes::<1>(b, cg, out, signal);
+                    cg += 1;
+                }
+            }
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::{
@@ -852,54 +911,7 @@ mod avx512 {
         }
     }
 
-    /// Logits of every row of a block for classes `cg..cg + GC`, `R` rows
-    /// at a time; `done`, if given, is told as rows are finished.
-    #[inline]
-    #[target_feature(enable = "avx512f,fma")]
-    fn logits_classes<const GC: usize>(
-        b: &Block<'_>,
-        cg: usize,
-        out: &mut [f32],
-        done: Option<Done<'_>>,
-    ) {
-        let mut r0 = 0;
-        while r0 < b.rows {
-            let n = if r0 + R <= b.rows {
-                logits_rows::<R, GC>(b, r0, cg, out);
-                R
-            } else {
-                logits_rows::<1, GC>(b, r0, cg, out);
-                1
-            };
-            if let Some(done) = done {
-                done(r0, n);
-            }
-            r0 += n;
-        }
-    }
-
-    /// Logits of the rows of a block into `out` (`rows x classes`), calling
-    /// `done` as rows are finished (in the first group of classes).
-    ///
-    /// Groups of classes are the outer loop: the weights of one group (half
-    /// of them for ten classes, 16 KB for the post's 785 features) stay in
-    /// L1 while all the block's rows pass, instead of all the weights
-    /// (32 KB, L1's size) streaming from L2 again for every few rows. The
-    /// rows are read once per group instead, from L2, in order.
-    #[target_feature(enable = "avx512f,fma")]
-    pub(super) fn logits(b: &Block<'_>, out: &mut [f32], done: Done<'_>) {
-        let mut cg = 0;
-        while cg < b.classes {
-            let signal = (cg == 0).then_some(done);
-            if cg + G <= b.classes {
-                logits_classes::<G>(b, cg, out, signal);
-                cg += G;
-            } else {
-                logits_classes::<1>(b, cg, out, signal);
-                cg += 1;
-            }
-        }
-    }
+    logits_drivers!("avx512f,fma");
 
     /// `grad[chunks i..i+SS, classes cg..cg+GC] += sum_r g[r][c] x[r][chunk]`,
     /// rows in order; `=` if `fresh`.
@@ -1165,51 +1177,7 @@ mod avx2 {
         }
     }
 
-    /// Logits of every row of a block for classes `cg..cg + GC`, `R` rows
-    /// at a time; `done`, if given, is told as rows are finished.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn logits_classes<const GC: usize>(
-        b: &Block<'_>,
-        cg: usize,
-        out: &mut [f32],
-        done: Option<Done<'_>>,
-    ) {
-        let mut r0 = 0;
-        while r0 < b.rows {
-            let n = if r0 + R <= b.rows {
-                logits_rows::<R, GC>(b, r0, cg, out);
-                R
-            } else {
-                logits_rows::<1, GC>(b, r0, cg, out);
-                1
-            };
-            if let Some(done) = done {
-                done(r0, n);
-            }
-            r0 += n;
-        }
-    }
-
-    /// Logits of the rows of a block into `out` (`rows x classes`), calling
-    /// `done` as rows are finished (in the first group of classes).
-    ///
-    /// Groups of classes are the outer loop, as in `avx512::logits`: the
-    /// weights of one group stay in L1 while the block's rows pass.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn logits(b: &Block<'_>, out: &mut [f32], done: Done<'_>) {
-        let mut cg = 0;
-        while cg < b.classes {
-            let signal = (cg == 0).then_some(done);
-            if cg + G <= b.classes {
-                logits_classes::<G>(b, cg, out, signal);
-                cg += G;
-            } else {
-                logits_classes::<1>(b, cg, out, signal);
-                cg += 1;
-            }
-        }
-    }
+    logits_drivers!("avx2,fma");
 
     /// `grad[units u0..u0+UU, classes cg..cg+GC] += sum_r g[r][c] x[r][unit]`,
     /// rows in order; `=` if `fresh`. A unit is half a chunk: unit `u` is
