@@ -751,6 +751,30 @@ fn bad_network_flags_are_rejected_before_training() {
 }
 
 #[test]
+fn more_threads_than_cores_train_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 200, 50).unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let over = (cores + 1).to_string();
+    let o = train(&data, &["--threads", &over]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let warning = format!(
+        "warning: --threads {over} is more than this machine's {cores} cores: \
+         the same results, usually more slowly"
+    );
+    assert_eq!(
+        stderr(&o).lines().filter(|l| *l == warning).count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+    let o = train(&data, &["--threads", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("--threads"), "{}", stderr(&o));
+}
+
+#[test]
 fn every_model_saves_the_same_file_on_any_number_of_threads() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -156,7 +156,8 @@ pub struct TrainArgs {
     /// Threads of each training step (default: every core); the results
     /// are the same, bit for bit, for any number. A linear model's step is
     /// split in two parts, or one for every 256 rows of the batch, and
-    /// uses no more threads than that.
+    /// uses no more threads than that. More threads than cores are
+    /// allowed, with a warning.
     #[arg(long, value_name = "N")]
     #[serde(default)]
     pub threads: Option<usize>,
