@@ -699,25 +699,20 @@ pub(crate) fn runnable() -> Vec<(Path, fn(Op<'_>))> {
     runs
 }
 
-/// The AVX-512 products with explicit registers: the compiler keeps arrays of
-/// `__m512` in registers where it spills larger arrays of `f32` lanes, so
-/// wider register blocking pays off only written this way. Lane by lane the
-/// operations are those of [`Generic`], in the same order, so
-/// the results are identical bit for bit.
-///
-/// Every function here carries the target features of `execute_avx512`, the
-/// only caller, so that the intrinsics are inlined (and safe to call).
 /// The forward pass's drivers of an instruction set's module, the same for
 /// each: `logits_classes` runs the module's `logits_rows::<R, GC>` over a
 /// block's rows (then single rows), and `logits` runs it over groups of
 /// `G` classes (then single classes), calling `done` as rows are finished
 /// in the first group.
 ///
-/// Groups of classes are the outer loop: the weights of one group (half of
-/// them for ten classes with AVX-512, 16 KB for the post's 785 features)
-/// stay in L1 while all the block's rows pass, instead of all the weights
-/// (32 KB, L1's size) streaming from L2 again for every few rows. The rows
-/// are read once per group instead, from L2, in order.
+/// Within a pass of the module's `PASS_ROWS` rows, groups of classes are
+/// the outer loop: the weights of one group (half of them for ten classes
+/// with AVX-512, 16 KB for the post's 785 features) stay in L1 while all
+/// the pass's rows go by, instead of all the weights (32 KB, L1's size)
+/// streaming from L2 again for every few rows. The rows are read once per
+/// group instead: from L2 if the pass is the whole block (AVX-512), from
+/// L1 if it is a few rows (AVX2).
+#[cfg(target_arch = "x86_64")]
 macro_rules! logits_drivers {
     ($feature:literal) => {
         /// Logits of every row of a block for classes `cg..cg + GC`, `R`
@@ -787,6 +782,14 @@ macro_rules! logits_drivers {
     };
 }
 
+/// The AVX-512 products with explicit registers: the compiler keeps arrays of
+/// `__m512` in registers where it spills larger arrays of `f32` lanes, so
+/// wider register blocking pays off only written this way. Lane by lane the
+/// operations are those of [`Generic`], in the same order, so
+/// the results are identical bit for bit.
+///
+/// Every function here carries the target features of `execute_avx512`, the
+/// only caller, so that the intrinsics are inlined (and safe to call).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::{
