@@ -1,3 +1,4 @@
+use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
 
 use ndarray::{Array2, ArrayView2};
@@ -327,7 +328,14 @@ impl<'d> Loader<'d> {
         let indices = &self.order[start..start + rows];
         let f = self.features;
         let classes = self.data.classes();
-        gather(self.data, &self.pre, indices, &mut self.x[..rows * f], f);
+        gather(
+            self.data,
+            &self.pre,
+            indices,
+            &mut self.x[..rows * f],
+            f,
+            0..self.data.pixels(),
+        );
         Some(Batch {
             x: ArrayView2::from_shape((rows, f), &self.x[..rows * f])
                 .unwrap_or_else(|_| unreachable!("buffer holds rows x features")),
@@ -366,7 +374,7 @@ impl<'d> Loader<'d> {
             .iter()
             .map(|&i| u32::try_from(i).ok().filter(|_| i < data.len()))
             .collect::<Option<Vec<u32>>>()?;
-        gather(data, pre, &rows, out.as_slice_mut()?, f);
+        gather(data, pre, &rows, out.as_slice_mut()?, f, 0..data.pixels());
         Some(out)
     }
 }
@@ -477,7 +485,47 @@ impl LazyBatch<'_> {
         assert!(stride > 0 && out.len().is_multiple_of(stride), "row stride");
         let n = out.len() / stride;
         let rows = &self.indices[first..first + n];
-        gather(self.data, self.pre, rows, out, stride);
+        gather(
+            self.data,
+            self.pre,
+            rows,
+            out,
+            stride,
+            0..self.data.pixels(),
+        );
+    }
+
+    /// As [`features_into`](Self::features_into), for the features
+    /// `columns` only: the first `columns.len()` values of each row are
+    /// features `columns` of the row, the same values, bit for bit.
+    ///
+    /// # Panics
+    /// As [`features_into`](Self::features_into), and when `columns` does
+    /// not lie within the features or is longer than `stride`.
+    pub fn columns_into(
+        &self,
+        first: usize,
+        out: &mut [f32],
+        stride: usize,
+        columns: Range<usize>,
+    ) {
+        assert!(stride > 0 && out.len().is_multiple_of(stride), "row stride");
+        assert!(
+            columns.start <= columns.end
+                && columns.end <= self.features()
+                && columns.len() <= stride,
+            "columns"
+        );
+        let n = out.len() / stride;
+        let rows = &self.indices[first..first + n];
+        let pixels = self.data.pixels();
+        // The bias feature, if any, follows the pixels.
+        let pre = Preprocess::new(
+            self.pre.normalization(),
+            self.pre.bias() && columns.contains(&pixels),
+        );
+        let px = columns.start.min(pixels)..columns.end.min(pixels);
+        gather(self.data, &pre, rows, out, stride, px);
     }
 
     /// Asks the CPU to bring the images of rows `first..first + n` into its
@@ -488,6 +536,14 @@ impl LazyBatch<'_> {
     /// end are ignored. On CPUs without a prefetch instruction available to
     /// stable Rust, does nothing.
     pub fn prefetch(&self, first: usize, n: usize) {
+        self.prefetch_columns(first, n, 0..self.features());
+    }
+
+    /// As [`prefetch`](Self::prefetch), for the bytes of features
+    /// `columns` only (see [`columns_into`](Self::columns_into)).
+    pub fn prefetch_columns(&self, first: usize, n: usize, columns: Range<usize>) {
+        let pixels = self.data.pixels();
+        let px = columns.start.min(pixels)..columns.end.min(pixels);
         let rows = self
             .indices
             .iter()
@@ -495,21 +551,35 @@ impl LazyBatch<'_> {
             .skip(first)
             .take(n);
         for &i in rows {
-            if let Some(image) = self.data.images().image(i as usize) {
-                crate::preprocess::prefetch(image);
+            if let Some(bytes) = self
+                .data
+                .images()
+                .image(i as usize)
+                .and_then(|image| image.get(px.clone()))
+            {
+                crate::preprocess::prefetch(bytes);
             }
         }
     }
 }
 
-/// Features of samples `rows` of `data` into `out` (one row every `stride`
-/// values); groups of a few rows so that the image slices fit on the stack.
-fn gather(data: &Dataset, pre: &Preprocess, rows: &[u32], out: &mut [f32], stride: usize) {
+/// Features of pixels `px` of samples `rows` of `data` into `out` (one row
+/// every `stride` values), then the bias if `pre` has one; groups of a few
+/// rows so that the image slices fit on the stack.
+fn gather(
+    data: &Dataset,
+    pre: &Preprocess,
+    rows: &[u32],
+    out: &mut [f32],
+    stride: usize,
+    px: Range<usize>,
+) {
     const GROUP: usize = 16;
     let image = |i: u32| {
         data.images()
             .image(i as usize)
-            .unwrap_or_else(|| unreachable!("indices were checked against the dataset"))
+            .and_then(|image| image.get(px.clone()))
+            .unwrap_or_else(|| unreachable!("indices and pixels were checked against the dataset"))
     };
     for (group, out) in rows.chunks(GROUP).zip(out.chunks_mut(GROUP * stride)) {
         let mut images: [&[u8]; GROUP] = [&[]; GROUP];

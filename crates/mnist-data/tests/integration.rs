@@ -323,6 +323,35 @@ proptest! {
         }
         prop_assert!(lazy.next_lazy().is_none());
     }
+
+    /// Any range of the features (pixels, the bias, both or neither) made
+    /// by `columns_into` holds the same values as those columns of
+    /// `features_into`'s rows, bit for bit, and leaves the rest of each row
+    /// untouched; prefetching any columns is harmless.
+    #[test]
+    fn lazy_columns_equal_the_columns_of_whole_rows(n in 1usize..100, batch in 1usize..40, lo in 0usize..6, len in 0usize..6, bias: bool, seed: u64) {
+        let data = dataset(n);
+        let config = LoaderConfig { batch_size: batch, shuffle: true, drop_last: false, seed };
+        let pre = Preprocess::new(Normalization::Centered, bias);
+        let features = pre.features(4);
+        let (lo, hi) = (lo.min(features), (lo + len).min(features));
+        let mut loader = Loader::new(&data, pre, config).unwrap();
+        loader.begin_epoch(1);
+        while let Some(got) = loader.next_lazy() {
+            let rows = got.len();
+            let mut whole = vec![0.0f32; rows * features];
+            got.features_into(0, &mut whole, features);
+            let stride = hi - lo + 2;
+            let mut part = vec![f32::NAN; rows * stride];
+            got.prefetch_columns(0, rows + 3, lo..hi);
+            got.columns_into(0, &mut part, stride, lo..hi);
+            for (row, want) in part.chunks_exact(stride).zip(whole.chunks_exact(features)) {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                prop_assert_eq!(bits(&row[..hi - lo]), bits(&want[lo..hi]));
+                prop_assert!(row[hi - lo..].iter().all(|v| v.is_nan()), "rest untouched");
+            }
+        }
+    }
 }
 
 proptest! {

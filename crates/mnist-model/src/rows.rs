@@ -45,6 +45,44 @@ pub trait RowSource: Sync {
     fn prefetch(&self, first: usize, n: usize) {
         let _ = (first, n);
     }
+
+    /// Writes features `columns` (of `features`) of rows `first..first +
+    /// n`, with `n = out.len() / stride`, into `out`, one row every
+    /// `stride` values: the first `columns.len()` values of each row (the
+    /// rest are ignored). The values must be those [`fill`](Self::fill)
+    /// writes there. The default fills whole rows into a temporary buffer
+    /// and copies the columns; a source that can make part of a row
+    /// directly should.
+    ///
+    /// # Panics
+    /// When `columns` does not lie within `0..features`, or `stride` is
+    /// shorter than it.
+    fn fill_columns(
+        &self,
+        first: usize,
+        out: &mut [f32],
+        stride: usize,
+        columns: std::ops::Range<usize>,
+        features: usize,
+    ) {
+        assert!(columns.end <= features && columns.len() <= stride);
+        let n = out.len() / stride;
+        let mut rows = vec![0.0f32; n * features];
+        self.fill(first, &mut rows, features);
+        for (dst, src) in out
+            .chunks_exact_mut(stride)
+            .zip(rows.chunks_exact(features))
+        {
+            dst[..columns.len()].copy_from_slice(&src[columns.clone()]);
+        }
+    }
+
+    /// As [`prefetch`](Self::prefetch), for features `columns` of the rows
+    /// only. The default prefetches whole rows.
+    fn prefetch_columns(&self, first: usize, n: usize, columns: std::ops::Range<usize>) {
+        let _ = columns;
+        self.prefetch(first, n);
+    }
 }
 
 impl<F> RowSource for F

@@ -228,6 +228,21 @@ impl RowSource for BatchRows<'_> {
     fn prefetch(&self, first: usize, n: usize) {
         self.0.prefetch(first, n);
     }
+
+    fn fill_columns(
+        &self,
+        first: usize,
+        out: &mut [f32],
+        stride: usize,
+        columns: std::ops::Range<usize>,
+        _features: usize,
+    ) {
+        self.0.columns_into(first, out, stride, columns);
+    }
+
+    fn prefetch_columns(&self, first: usize, n: usize, columns: std::ops::Range<usize>) {
+        self.0.prefetch_columns(first, n, columns);
+    }
 }
 
 /// Features and labels of an evaluation set, prepared once.
