@@ -299,6 +299,28 @@ pub(crate) enum Op<'a> {
         fresh: bool,
         loss: &'a mut f64,
     },
+    /// The logits `X W` into `out` (`rows x classes`), no head applied.
+    Logits {
+        block: Block<'a>,
+        out: &'a mut [f32],
+    },
+    /// Logits `z` (`rows x classes`) to `p - y`, in place, adding their
+    /// loss to `loss` (as a [`Step`](Op::Step) does).
+    Residuals {
+        head: Head,
+        classes: usize,
+        z: &'a mut [f32],
+        y: &'a [f32],
+        loss: &'a mut f64,
+    },
+    /// Adds `X^T g` (`g` of `rows x classes`) into the packed `grad` (or
+    /// writes it there, if `fresh`).
+    Gradient {
+        block: Block<'a>,
+        g: &'a [f32],
+        grad: &'a mut [f32],
+        fresh: bool,
+    },
 }
 
 /// The two products, implemented per instruction set.
@@ -360,6 +382,22 @@ fn execute<P: Products>(op: Op<'_>) {
             residuals(head, block.classes, p, &y[..n], loss);
             P::gradient(&block, p, grad, fresh);
         }
+        Op::Logits { block, out } => {
+            P::logits(&block, &mut out[..block.rows * block.classes], &|_, _| {});
+        }
+        Op::Residuals {
+            head,
+            classes,
+            z,
+            y,
+            loss,
+        } => residuals(head, classes, z, y, loss),
+        Op::Gradient {
+            block,
+            g,
+            grad,
+            fresh,
+        } => P::gradient(&block, g, grad, fresh),
     }
 }
 
@@ -423,6 +461,22 @@ unsafe fn execute_avx512(op: Op<'_>) {
             }
             avx512::gradient(&block, p, grad, fresh);
         }
+        Op::Logits { block, out } => {
+            avx512::logits(&block, &mut out[..block.rows * block.classes], &|_, _| {});
+        }
+        Op::Residuals {
+            head,
+            classes,
+            z,
+            y,
+            loss,
+        } => residuals(head, classes, z, y, loss),
+        Op::Gradient {
+            block,
+            g,
+            grad,
+            fresh,
+        } => avx512::gradient(&block, g, grad, fresh),
     }
 }
 
@@ -458,6 +512,22 @@ unsafe fn execute_avx2(op: Op<'_>) {
             residuals(head, block.classes, p, &y[..n], loss);
             avx2::gradient(&block, p, grad, fresh);
         }
+        Op::Logits { block, out } => {
+            avx2::logits(&block, &mut out[..block.rows * block.classes], &|_, _| {});
+        }
+        Op::Residuals {
+            head,
+            classes,
+            z,
+            y,
+            loss,
+        } => residuals(head, classes, z, y, loss),
+        Op::Gradient {
+            block,
+            g,
+            grad,
+            fresh,
+        } => avx2::gradient(&block, g, grad, fresh),
     }
 }
 
@@ -496,6 +566,22 @@ unsafe fn execute_neon(op: Op<'_>) {
                 residuals(head, block.classes, p, &y[..n], loss);
                 neon::gradient(&block, p, grad, fresh);
             }
+            Op::Logits { block, out } => {
+                neon::logits(&block, &mut out[..block.rows * block.classes], &|_, _| {});
+            }
+            Op::Residuals {
+                head,
+                classes,
+                z,
+                y,
+                loss,
+            } => residuals(head, classes, z, y, loss),
+            Op::Gradient {
+                block,
+                g,
+                grad,
+                fresh,
+            } => neon::gradient(&block, g, grad, fresh),
         }
     }
 }

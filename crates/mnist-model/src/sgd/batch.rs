@@ -24,7 +24,7 @@ const PART_ROWS: usize = 256;
 /// Below this many rows a second thread costs more than it saves. At 64
 /// rows (`--preset softmax`), two threads took 1.43 to 1.52 s against 1.95
 /// to 2.07 s on one (2-core Zen 4, with the update split as well).
-const MIN_ROWS_FOR_THREADS: usize = 64;
+pub(super) const MIN_ROWS_FOR_THREADS: usize = 64;
 
 /// The number of parts of a batch of `rows` (see [`PART_ROWS`]).
 pub(super) fn parts_of(rows: usize) -> usize {
@@ -238,7 +238,7 @@ fn update_in_ranges(
                 *g += h;
             }
         }
-        *finite = update(w, v.as_deref_mut(), g0, &last[range], rule);
+        *finite = update(w, v.as_deref_mut(), g0, Some(&last[range]), rule);
     });
     pieces.iter().all(|piece| piece.4)
 }

@@ -1,13 +1,16 @@
 //! Stochastic gradient descent for the linear model, on the fused
 //! few-output kernels: the post's plain SGD, or SGD with momentum and
 //! weight decay, with either head. The optimiser and its update are here;
-//! how a step cuts its batch into parts and runs them is in `batch`.
+//! how a step cuts its batch into parts of rows and runs them is in
+//! `batch`, and how a small batch is cut by features instead in `columns`.
 
 mod batch;
+mod columns;
 
 pub use batch::gradient;
 pub(crate) use batch::with_rows;
 use batch::{check_rows, in_parts, PartBuffers};
+use columns::{cut_by_features, in_columns, ColumnBuffers};
 
 use ndarray::{Array2, ArrayView2};
 
@@ -77,8 +80,12 @@ pub(super) enum Rule {
 /// allocates only on its first step.
 #[derive(Debug, Default, Clone)]
 pub struct StepScratch {
-    /// Each part's buffers.
+    /// Each part's buffers, for a batch cut by rows.
     parts: Vec<PartBuffers>,
+    /// Each part's buffers, for a batch cut by features.
+    columns: Vec<ColumnBuffers>,
+    /// Each part's share of the logits, for a batch cut by features.
+    shares: Vec<Vec<f32>>,
 }
 
 impl StepScratch {
@@ -125,10 +132,13 @@ impl Sgd {
     }
 
     /// Runs each step on at most `threads` threads (at least 1; the default
-    /// is every core). A step is split into fixed parts, two or one for
-    /// every 256 rows of the batch, whose gradients are added in order, so
-    /// the result is the same, bit for bit, on any number of threads; a
-    /// step uses no more threads than it has parts.
+    /// is every core). A step is split into fixed parts: a batch of at
+    /// most 128 rows into two halves of the features (each computes its
+    /// share of the logits, which are added in order, then its half of
+    /// the gradient and of the update), a larger one into parts of rows,
+    /// two or one for every 256 rows, whose gradients are added in order.
+    /// Either way the result is the same, bit for bit, on any number of
+    /// threads; a step uses no more threads than it has parts.
     #[must_use]
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
@@ -294,8 +304,13 @@ impl Sgd {
     /// are made where and when they are used, while still in cache. While a
     /// block is computed, the source's [`prefetch`](RowSource::prefetch) is
     /// asked for the next one (after a part's last block: that part's first
-    /// block of the next batch, rows numbered on past this batch). `y_onehot` holds the targets, one row
-    /// per batch row. The same rows give the same result, bit for bit, as
+    /// block of the next batch, rows numbered on past this batch). A batch
+    /// of at most 128 rows is cut by features instead (see
+    /// [`with_threads`](Self::with_threads)): each half asks
+    /// [`fill_columns`](RowSource::fill_columns) for its features of every
+    /// row, then [`prefetch_columns`](RowSource::prefetch_columns) for those
+    /// of the next batch. `y_onehot` holds the targets, one row per batch
+    /// row. The same rows give the same result, bit for bit, as
     /// [`step`](Self::step).
     ///
     /// # Errors
@@ -330,14 +345,26 @@ impl Sgd {
                 Some(self.velocity.as_mut_slice())
             }
         };
-        let (loss_sum, weights_finite) = in_parts(
-            model,
-            y_onehot,
-            features,
-            scratch,
-            Some((rule, velocity)),
-            self.threads,
-        )?;
+        let (loss_sum, weights_finite) = if cut_by_features(y_onehot.nrows(), model.features()) {
+            in_columns(
+                model,
+                y_onehot,
+                features,
+                &mut scratch.columns,
+                &mut scratch.shares,
+                (rule, velocity),
+                self.threads,
+            )?
+        } else {
+            in_parts(
+                model,
+                y_onehot,
+                features,
+                scratch,
+                Some((rule, velocity)),
+                self.threads,
+            )?
+        };
         let loss = loss_sum / y_onehot.nrows() as f64;
         if !loss.is_finite() {
             return Err(Error::Diverged {
@@ -356,21 +383,41 @@ impl Sgd {
 }
 
 /// The update `rule` of weights `w` (and velocity `v`, with momentum) from
-/// the gradients `g0 + g1`, returning whether every new weight is finite.
+/// the gradient `g0 + g1`, or `g0` alone; returns whether every new weight
+/// is finite.
 pub(super) fn update(
     w: &mut [f32],
     v: Option<&mut [f32]>,
     g0: &[f32],
-    g1: &[f32],
+    g1: Option<&[f32]>,
+    rule: Rule,
+) -> bool {
+    let lanes = |g: &[f32]| -> [f32; kernel::LANES] { std::array::from_fn(|k| g[k]) };
+    match g1 {
+        Some(g1) => update_by(
+            w,
+            v,
+            g0.chunks_exact(kernel::LANES)
+                .zip(g1.chunks_exact(kernel::LANES))
+                .map(|(a, b)| std::array::from_fn(|k| a[k] + b[k])),
+            rule,
+        ),
+        None => update_by(w, v, g0.chunks_exact(kernel::LANES).map(lanes), rule),
+    }
+}
+
+/// [`update`] from the gradient's lanes, chunk by chunk.
+#[inline(always)]
+fn update_by(
+    w: &mut [f32],
+    v: Option<&mut [f32]>,
+    grads: impl Iterator<Item = [f32; kernel::LANES]>,
     rule: Rule,
 ) -> bool {
     // `v * 0` is 0 for finite `v` and NaN otherwise, and a NaN survives the
     // sum: a check that costs one multiplication and one addition a weight.
     let mut check = [0.0f32; kernel::LANES];
-    let lanes = w
-        .chunks_exact_mut(kernel::LANES)
-        .zip(g0.chunks_exact(kernel::LANES))
-        .zip(g1.chunks_exact(kernel::LANES));
+    let lanes = w.chunks_exact_mut(kernel::LANES).zip(grads);
     match (rule, v) {
         (
             Rule::Momentum {
@@ -381,18 +428,18 @@ pub(super) fn update(
             },
             Some(v),
         ) => {
-            for (((wc, a), b), vc) in lanes.zip(v.chunks_exact_mut(kernel::LANES)) {
+            for ((wc, g), vc) in lanes.zip(v.chunks_exact_mut(kernel::LANES)) {
                 for k in 0..kernel::LANES {
-                    let g = (a[k] + b[k]) * inv_rows;
+                    let g = g[k] * inv_rows;
                     update_weight(&mut wc[k], &mut vc[k], g, (momentum, weight_decay, lr));
                     check[k] += wc[k] * 0.0;
                 }
             }
         }
         (Rule::Plain { scale }, _) => {
-            for ((wc, a), b) in lanes {
+            for (wc, g) in lanes {
                 for k in 0..kernel::LANES {
-                    let nw = wc[k] - scale * (a[k] + b[k]);
+                    let nw = wc[k] - scale * g[k];
                     wc[k] = nw;
                     check[k] += nw * 0.0;
                 }
@@ -547,7 +594,9 @@ mod tests {
         let loss = Sgd::default()
             .step(&mut m, x.view(), y.view(), 0.1, &mut StepScratch::new())
             .expect("ok");
-        assert!((loss - before).abs() < 1e-9 * before, "{loss} vs {before}");
+        // A batch of 100 rows is cut by features: its logits add the two
+        // halves' sums, a rounding away from `predict_proba`'s.
+        assert!((loss - before).abs() < 1e-6 * before, "{loss} vs {before}");
         // Divided by the nominal 512, not by the 100 rows of this batch.
         let expected = &w - &(g * (0.1 / 512.0));
         for (a, b) in m.weights().iter().zip(expected.iter()) {
@@ -882,6 +931,19 @@ mod tests {
         }
     }
 
+    #[test]
+    fn small_batches_cut_by_features_give_the_same_bits_on_any_threads() {
+        let mut rng = ChaCha8Rng::seed_from_u64(20);
+        // Two halves of 25 chunks, on two threads; halves of one and two
+        // chunks; a batch too small for a second thread.
+        for (rows, f) in [(64, 785), (100, 37), (13, 785)] {
+            assert!(cut_by_features(rows, f));
+            let (w, x, y) = problem(rows, f, 10, (0.1, 0.5), &mut rng);
+            let m = LinearModel::from_weights(w.view()).expect("ok");
+            threads_give_the_same_steps(&m, &x, &y);
+        }
+    }
+
     /// Whole steps, with either optimiser and head, on 1, 2, 3 and 5
     /// threads.
     fn threads_give_the_same_steps(m: &LinearModel, x: &Array2<f32>, y: &Array2<f32>) {
@@ -916,10 +978,18 @@ mod tests {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut rng = ChaCha8Rng::seed_from_u64(19);
-        // Below and above the size at which the parts go to several
-        // threads, more than two parts, and odd numbers of features (a
-        // range of the chunks is rounded).
-        for (rows, f) in [(60, 785), (512, 785), (300, 37), (129, 17), (1300, 53)] {
+        // Batches cut by rows (above 128 rows): two parts, more than two
+        // parts, and odd numbers of features (a range of the chunks is
+        // rounded); and a batch of one chunk of features, cut by rows
+        // however small.
+        for (rows, f) in [
+            (200, 785),
+            (512, 785),
+            (300, 37),
+            (129, 17),
+            (1300, 53),
+            (60, 9),
+        ] {
             let (w, x, y) = problem(rows, f, 10, (0.1, 0.5), &mut rng);
             let mut m = LinearModel::from_weights(w.view()).expect("ok");
             let mut s = StepScratch::new();

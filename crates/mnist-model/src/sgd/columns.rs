@@ -1,0 +1,205 @@
+//! A small batch's step, split by features instead of rows.
+//!
+//! With a few dozen rows (`--preset softmax` takes 64), parts of rows
+//! leave each thread too little work beside what crosses between the
+//! cores every step: each part's whole gradient for the update, and every
+//! updated weight for the next forward pass. Cut by features instead, a
+//! part owns a fixed range of the weights (and of the velocity and the
+//! gradient): it makes those features of every row, computes their share
+//! of the logits, and after the shares are added and turned into `p - y`,
+//! computes its range of the gradient and updates its range of the weights.
+//! Only the shares of the logits and `p - y` (a few KiB) cross between the
+//! threads.
+//!
+//! The cut depends on the model alone ([`PARTS`] parts of whole chunks),
+//! the shares are added in part order, and the update is weight by weight:
+//! the same bits on any number of threads.
+
+use std::ops::Range;
+
+use ndarray::ArrayView2;
+
+use super::batch::MIN_ROWS_FOR_THREADS;
+use super::{update, Rule};
+use crate::error::{Error, Result};
+use crate::kernel;
+use crate::linear::{contiguous, LinearModel};
+use crate::parts::run_parts;
+use crate::rows::RowSource;
+
+/// Batches of at most this many rows are cut by features.
+const MAX_ROWS: usize = 128;
+
+/// The number of parts, on at most as many threads: two halves of the
+/// features.
+const PARTS: usize = 2;
+
+/// Whether a step of `rows` rows of a model of `features` features is cut
+/// by features: a batch of at most [`MAX_ROWS`] rows, and a chunk of
+/// features at least for each part. A choice made from the batch and the
+/// model alone, never from the threads or the CPU.
+pub(super) fn cut_by_features(rows: usize, features: usize) -> bool {
+    rows <= MAX_ROWS && kernel::chunks(features) >= PARTS
+}
+
+/// One part's buffers: its features of every row (a row every
+/// `chunks * LANES` values), the sum of the shares of the logits turned into
+/// `p - y` (`rows x classes`: every part computes it, the same bits), its
+/// range of the gradient (packed), the loss and whether its new weights are
+/// finite.
+#[derive(Debug, Default, Clone)]
+pub(super) struct ColumnBuffers {
+    x: Vec<f32>,
+    p: Vec<f32>,
+    grad: Vec<f32>,
+    loss: f64,
+    finite: bool,
+}
+
+/// The chunks of part `k` of a model of `chunks` chunks.
+fn chunks_of(k: usize, chunks: usize) -> Range<usize> {
+    k * chunks / PARTS..(k + 1) * chunks / PARTS
+}
+
+/// A step of a batch of at most [`MAX_ROWS`] rows, cut by features, in two
+/// rounds of the parts on up to `threads` threads: each part's share of the
+/// logits; then, in each part, the shares added in part order and turned
+/// into `p - y` (the same bits in every part), its range of the gradient
+/// and of the update. Returns the summed loss and whether every new weight
+/// is finite; the weights are left as they are if the loss is not finite.
+pub(super) fn in_columns<F>(
+    model: &mut LinearModel,
+    y: ArrayView2<'_, f32>,
+    fill: &F,
+    columns: &mut Vec<ColumnBuffers>,
+    shares: &mut Vec<Vec<f32>>,
+    (rule, velocity): (Rule, Option<&mut [f32]>),
+    threads: usize,
+) -> Result<(f64, bool)>
+where
+    F: RowSource + ?Sized,
+{
+    let (features, classes, head) = (model.features(), model.classes(), model.head());
+    if y.ncols() != classes {
+        return Err(Error::DimensionMismatch {
+            what: "target columns (classes)",
+            expected: classes,
+            found: y.ncols(),
+        });
+    }
+    let rows = y.nrows();
+    if rows == 0 {
+        return Err(Error::ZeroSize { what: "batch rows" });
+    }
+    let y = y.as_standard_layout();
+    let ys = contiguous(&y, "target layout")?;
+    let chunks = kernel::chunks(features);
+    let n = rows * classes;
+    columns.resize_with(PARTS, ColumnBuffers::default);
+    shares.resize_with(PARTS, Vec::new);
+    for (k, (part, share)) in columns.iter_mut().zip(shares.iter_mut()).enumerate() {
+        let width = chunks_of(k, chunks).len();
+        // Written by the part itself, on the thread that runs it.
+        part.x.resize(rows * width * kernel::LANES, 0.0);
+        part.p.resize(n, 0.0);
+        part.grad.resize(width * classes * kernel::LANES, 0.0);
+        share.resize(n, 0.0);
+    }
+    let threads = if rows >= MIN_ROWS_FOR_THREADS {
+        threads.clamp(1, PARTS)
+    } else {
+        1
+    };
+
+    // Each part's features of every row, and its share of the logits; then
+    // its features of the next batch's rows are asked for.
+    let packed = model.packed();
+    let mut round: Vec<_> = columns.iter_mut().zip(shares.iter_mut()).collect();
+    run_parts(&mut round, threads, |k, (part, share)| {
+        let c = chunks_of(k, chunks);
+        let stride = c.len() * kernel::LANES;
+        let cols = (c.start * kernel::LANES).min(features)..(c.end * kernel::LANES).min(features);
+        let x = &mut part.x[..rows * stride];
+        fill.fill_columns(0, x, stride, cols.clone(), features);
+        // The padding must be zero whatever the source wrote there.
+        for row in x.chunks_exact_mut(stride) {
+            row[cols.len()..].fill(0.0);
+        }
+        let lanes = classes * kernel::LANES;
+        kernel::run(kernel::Op::Logits {
+            block: kernel::Block {
+                x,
+                rows,
+                chunks: c.len(),
+                classes,
+                packed: &packed[c.start * lanes..c.end * lanes],
+            },
+            out: share,
+        });
+        fill.prefetch_columns(rows, rows, cols);
+    });
+
+    // Each part: `p - y` from the shares, its range of the gradient and of
+    // the weights. The update is skipped if the loss is not finite (every
+    // part finds the same loss).
+    let shares = &shares[..];
+    let mut round = Vec::with_capacity(PARTS);
+    let (mut w_rest, mut v_rest) = (model.packed_mut(), velocity);
+    for (k, part) in columns.iter_mut().enumerate() {
+        let len = chunks_of(k, chunks).len() * classes * kernel::LANES;
+        let (w, wt) = w_rest.split_at_mut(len);
+        let (v, vt) = match v_rest {
+            Some(v) => {
+                let (a, b) = v.split_at_mut(len);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
+        round.push((w, v, part));
+        (w_rest, v_rest) = (wt, vt);
+    }
+    run_parts(&mut round, threads, |k, (w, v, part)| {
+        let ColumnBuffers {
+            x,
+            p,
+            grad,
+            loss,
+            finite,
+        } = &mut **part;
+        p.copy_from_slice(&shares[0]);
+        for share in &shares[1..] {
+            for (z, &s) in p.iter_mut().zip(share) {
+                *z += s;
+            }
+        }
+        *loss = 0.0;
+        // Through the kernels: compiled for this CPU's fused multiply-add.
+        kernel::run(kernel::Op::Residuals {
+            head,
+            classes,
+            z: p,
+            y: &ys[..n],
+            loss,
+        });
+        *finite = true;
+        if !loss.is_finite() {
+            return;
+        }
+        kernel::run(kernel::Op::Gradient {
+            // The gradient reads no weights.
+            block: kernel::Block {
+                x,
+                rows,
+                chunks: chunks_of(k, chunks).len(),
+                classes,
+                packed: &[],
+            },
+            g: p,
+            grad,
+            fresh: true,
+        });
+        *finite = update(w, v.as_deref_mut(), grad, None, rule);
+    });
+    let loss = columns[0].loss;
+    Ok((loss, columns.iter().all(|part| part.finite)))
+}
