@@ -351,59 +351,78 @@ impl<const R: usize, const G: usize, const S: usize, const GG: usize> Products
     }
 }
 
-/// The body shared by every instruction set; inlined into each entry point
-/// so it is compiled with that entry point's target features.
-#[inline(always)]
-fn execute<P: Products>(op: Op<'_>) {
-    match op {
-        Op::Forward {
-            head,
-            block,
-            done,
-            out,
-        } => {
-            let out = &mut out[..block.rows * block.classes];
-            P::logits(&block, out, done);
-            head.activate_rows(out, block.classes);
+/// The body of every entry point: `op` on the products of `$isa` (a
+/// module of explicit instructions, or a [`Products`] type), the sigmoid
+/// head's loss summed by `$loss`. Expanded into each entry point, so that
+/// all of it (the heads and the loss too) is compiled with that entry
+/// point's target features.
+macro_rules! execute_body {
+    ($op:expr, $isa:ident, $loss:expr) => {
+        match $op {
+            Op::Forward {
+                head,
+                block,
+                done,
+                out,
+            } => {
+                let out = &mut out[..block.rows * block.classes];
+                $isa::logits(&block, out, done);
+                head.activate_rows(out, block.classes);
+            }
+            Op::Step {
+                head,
+                block,
+                done,
+                y,
+                p,
+                grad,
+                fresh,
+                loss,
+            } => {
+                let n = block.rows * block.classes;
+                let p = &mut p[..n];
+                $isa::logits(&block, p, done);
+                residuals(head, block.classes, p, &y[..n], loss, $loss);
+                $isa::gradient(&block, p, grad, fresh);
+            }
+            Op::Logits { block, out } => {
+                $isa::logits(&block, &mut out[..block.rows * block.classes], &|_, _| {});
+            }
+            Op::Residuals {
+                head,
+                classes,
+                z,
+                y,
+                loss,
+            } => residuals(head, classes, z, y, loss, $loss),
+            Op::Gradient {
+                block,
+                g,
+                grad,
+                fresh,
+            } => $isa::gradient(&block, g, grad, fresh),
         }
-        Op::Step {
-            head,
-            block,
-            done,
-            y,
-            p,
-            grad,
-            fresh,
-            loss,
-        } => {
-            let n = block.rows * block.classes;
-            let p = &mut p[..n];
-            P::logits(&block, p, done);
-            residuals(head, block.classes, p, &y[..n], loss);
-            P::gradient(&block, p, grad, fresh);
-        }
-        Op::Logits { block, out } => {
-            P::logits(&block, &mut out[..block.rows * block.classes], &|_, _| {});
-        }
-        Op::Residuals {
-            head,
-            classes,
-            z,
-            y,
-            loss,
-        } => residuals(head, classes, z, y, loss),
-        Op::Gradient {
-            block,
-            g,
-            grad,
-            fresh,
-        } => P::gradient(&block, g, grad, fresh),
-    }
+    };
 }
 
-/// Logits to `p - y`, in place, adding the block's loss to `loss`.
+/// The entry point of the generic code, `P`'s register blocking.
 #[inline(always)]
-fn residuals(head: Head, classes: usize, z: &mut [f32], y: &[f32], loss: &mut f64) {
+fn execute<P: Products>(op: Op<'_>) {
+    execute_body!(op, P, block_loss)
+}
+
+/// Logits to `p - y`, in place, adding their loss to `loss` (the sigmoid
+/// head's summed by `block_loss`, which every path computes with the same
+/// bits).
+#[inline(always)]
+fn residuals(
+    head: Head,
+    classes: usize,
+    z: &mut [f32],
+    y: &[f32],
+    loss: &mut f64,
+    block_loss: impl Fn(&[f32], &[f32]) -> f64,
+) {
     match head {
         Head::Sigmoid => {
             sigmoid_in_place(z);
@@ -427,57 +446,9 @@ fn subtract(p: &mut [f32], y: &[f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn execute_avx512(op: Op<'_>) {
-    match op {
-        Op::Forward {
-            head,
-            block,
-            done,
-            out,
-        } => {
-            let out = &mut out[..block.rows * block.classes];
-            avx512::logits(&block, out, done);
-            head.activate_rows(out, block.classes);
-        }
-        Op::Step {
-            head,
-            block,
-            done,
-            y,
-            p,
-            grad,
-            fresh,
-            loss,
-        } => {
-            let n = block.rows * block.classes;
-            let (p, y) = (&mut p[..n], &y[..n]);
-            avx512::logits(&block, p, done);
-            if head == Head::Sigmoid {
-                sigmoid_in_place(p);
-                // SAFETY: this function's callers guarantee avx512f.
-                *loss += unsafe { block_loss_avx512(p, y) };
-                subtract(p, y);
-            } else {
-                residuals(head, block.classes, p, y, loss);
-            }
-            avx512::gradient(&block, p, grad, fresh);
-        }
-        Op::Logits { block, out } => {
-            avx512::logits(&block, &mut out[..block.rows * block.classes], &|_, _| {});
-        }
-        Op::Residuals {
-            head,
-            classes,
-            z,
-            y,
-            loss,
-        } => residuals(head, classes, z, y, loss),
-        Op::Gradient {
-            block,
-            g,
-            grad,
-            fresh,
-        } => avx512::gradient(&block, g, grad, fresh),
-    }
+    // SAFETY: this function's callers guarantee avx512f.
+    let loss = |p: &[f32], y: &[f32]| unsafe { block_loss_avx512(p, y) };
+    execute_body!(op, avx512, loss)
 }
 
 /// # Safety
@@ -485,50 +456,7 @@ unsafe fn execute_avx512(op: Op<'_>) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn execute_avx2(op: Op<'_>) {
-    match op {
-        Op::Forward {
-            head,
-            block,
-            done,
-            out,
-        } => {
-            let out = &mut out[..block.rows * block.classes];
-            avx2::logits(&block, out, done);
-            head.activate_rows(out, block.classes);
-        }
-        Op::Step {
-            head,
-            block,
-            done,
-            y,
-            p,
-            grad,
-            fresh,
-            loss,
-        } => {
-            let n = block.rows * block.classes;
-            let p = &mut p[..n];
-            avx2::logits(&block, p, done);
-            residuals(head, block.classes, p, &y[..n], loss);
-            avx2::gradient(&block, p, grad, fresh);
-        }
-        Op::Logits { block, out } => {
-            avx2::logits(&block, &mut out[..block.rows * block.classes], &|_, _| {});
-        }
-        Op::Residuals {
-            head,
-            classes,
-            z,
-            y,
-            loss,
-        } => residuals(head, classes, z, y, loss),
-        Op::Gradient {
-            block,
-            g,
-            grad,
-            fresh,
-        } => avx2::gradient(&block, g, grad, fresh),
-    }
+    execute_body!(op, avx2, block_loss)
 }
 
 /// # Safety
@@ -538,52 +466,7 @@ unsafe fn execute_avx2(op: Op<'_>) {
 unsafe fn execute_neon(op: Op<'_>) {
     // SAFETY: the `neon` functions need nothing but neon, which this
     // function's callers guarantee.
-    unsafe {
-        match op {
-            Op::Forward {
-                head,
-                block,
-                done,
-                out,
-            } => {
-                let out = &mut out[..block.rows * block.classes];
-                neon::logits(&block, out, done);
-                head.activate_rows(out, block.classes);
-            }
-            Op::Step {
-                head,
-                block,
-                done,
-                y,
-                p,
-                grad,
-                fresh,
-                loss,
-            } => {
-                let n = block.rows * block.classes;
-                let p = &mut p[..n];
-                neon::logits(&block, p, done);
-                residuals(head, block.classes, p, &y[..n], loss);
-                neon::gradient(&block, p, grad, fresh);
-            }
-            Op::Logits { block, out } => {
-                neon::logits(&block, &mut out[..block.rows * block.classes], &|_, _| {});
-            }
-            Op::Residuals {
-                head,
-                classes,
-                z,
-                y,
-                loss,
-            } => residuals(head, classes, z, y, loss),
-            Op::Gradient {
-                block,
-                g,
-                grad,
-                fresh,
-            } => neon::gradient(&block, g, grad, fresh),
-        }
-    }
+    unsafe { execute_body!(op, neon, block_loss) }
 }
 
 /// The environment variable that forces a code path: `avx512`, `avx2`,
