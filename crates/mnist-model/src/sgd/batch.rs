@@ -88,6 +88,22 @@ pub(crate) fn with_rows<T>(
     Ok(f(&copy))
 }
 
+/// Checks that `y` has a column per class of the model and at least one
+/// row; returns the number of rows.
+pub(super) fn check_targets(model: &LinearModel, y: &ArrayView2<'_, f32>) -> Result<usize> {
+    if y.ncols() != model.classes() {
+        return Err(Error::DimensionMismatch {
+            what: "target columns (classes)",
+            expected: model.classes(),
+            found: y.ncols(),
+        });
+    }
+    match y.nrows() {
+        0 => Err(Error::ZeroSize { what: "batch rows" }),
+        rows => Ok(rows),
+    }
+}
+
 /// Checks the targets against the model and sizes the scratch buffers;
 /// returns the number of rows.
 fn prepare(
@@ -96,17 +112,7 @@ fn prepare(
     scratch: &mut StepScratch,
 ) -> Result<usize> {
     let (features, classes) = (model.features(), model.classes());
-    if y.ncols() != classes {
-        return Err(Error::DimensionMismatch {
-            what: "target columns (classes)",
-            expected: classes,
-            found: y.ncols(),
-        });
-    }
-    let rows = y.nrows();
-    if rows == 0 {
-        return Err(Error::ZeroSize { what: "batch rows" });
-    }
+    let rows = check_targets(model, y)?;
     let len = kernel::packed_len(features, classes);
     let stride = kernel::stride(features);
     let parts = parts_of(rows);

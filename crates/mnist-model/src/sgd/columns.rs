@@ -11,7 +11,9 @@
 //! Only the shares of the logits and `p - y` (a few KiB) cross between the
 //! threads.
 //!
-//! The cut depends on the model alone ([`PARTS`] parts of whole chunks),
+//! Steps of SGD on the mean gradient take this cut (the post's SGD keeps
+//! its parts of rows, and the bits of its published results). The cut
+//! depends on the model alone ([`PARTS`] parts of whole chunks),
 //! the shares are added in part order, and the update is weight by weight:
 //! the same bits on any number of threads.
 
@@ -19,9 +21,9 @@ use std::ops::Range;
 
 use ndarray::ArrayView2;
 
-use super::batch::MIN_ROWS_FOR_THREADS;
+use super::batch::{check_targets, MIN_ROWS_FOR_THREADS};
 use super::{update, Rule};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::kernel;
 use crate::linear::{contiguous, LinearModel};
 use crate::parts::run_parts;
@@ -80,17 +82,7 @@ where
     F: RowSource + ?Sized,
 {
     let (features, classes, head) = (model.features(), model.classes(), model.head());
-    if y.ncols() != classes {
-        return Err(Error::DimensionMismatch {
-            what: "target columns (classes)",
-            expected: classes,
-            found: y.ncols(),
-        });
-    }
-    let rows = y.nrows();
-    if rows == 0 {
-        return Err(Error::ZeroSize { what: "batch rows" });
-    }
+    let rows = check_targets(model, &y)?;
     let y = y.as_standard_layout();
     let ys = contiguous(&y, "target layout")?;
     let chunks = kernel::chunks(features);
