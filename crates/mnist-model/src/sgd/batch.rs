@@ -5,7 +5,7 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use super::{update, Rule, StepScratch};
+use super::{split_weights, update, Rule, StepScratch};
 use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::kernel;
@@ -224,15 +224,8 @@ fn update_in_ranges(
         } else {
             cut(r + 1) - cut(r)
         };
-        let (wr, wt) = w_rest.split_at_mut(n);
+        let ((wr, vr), (wt, vt)) = split_weights(w_rest, v_rest, n);
         let (gr, gt) = g_rest.split_at_mut(n);
-        let (vr, vt) = match v_rest {
-            Some(v) => {
-                let (a, b) = v.split_at_mut(n);
-                (Some(a), Some(b))
-            }
-            None => (None, None),
-        };
         pieces.push((cut(r), wr, vr, gr, true));
         (w_rest, v_rest, g_rest) = (wt, vt, gt);
     }

@@ -22,7 +22,7 @@ use std::ops::Range;
 use ndarray::ArrayView2;
 
 use super::batch::{check_targets, MIN_ROWS_FOR_THREADS};
-use super::{update, Rule};
+use super::{split_weights, update, Rule};
 use crate::error::Result;
 use crate::kernel;
 use crate::linear::{contiguous, LinearModel};
@@ -139,14 +139,7 @@ where
     let (mut w_rest, mut v_rest) = (model.packed_mut(), velocity);
     for (k, part) in columns.iter_mut().enumerate() {
         let len = chunks_of(k, chunks).len() * classes * kernel::LANES;
-        let (w, wt) = w_rest.split_at_mut(len);
-        let (v, vt) = match v_rest {
-            Some(v) => {
-                let (a, b) = v.split_at_mut(len);
-                (Some(a), Some(b))
-            }
-            None => (None, None),
-        };
+        let ((w, v), (wt, vt)) = split_weights(w_rest, v_rest, len);
         round.push((w, v, part));
         (w_rest, v_rest) = (wt, vt);
     }

@@ -390,6 +390,26 @@ impl Sgd {
     }
 }
 
+/// Weights and their velocity, if any.
+type Weights<'a> = (&'a mut [f32], Option<&'a mut [f32]>);
+
+/// The weights `w` and the velocity `v` cut at `n`: the first `n` of each,
+/// and the rest.
+fn split_weights<'a>(
+    w: &'a mut [f32],
+    v: Option<&'a mut [f32]>,
+    n: usize,
+) -> (Weights<'a>, Weights<'a>) {
+    let (w, w_rest) = w.split_at_mut(n);
+    match v {
+        Some(v) => {
+            let (v, v_rest) = v.split_at_mut(n);
+            ((w, Some(v)), (w_rest, Some(v_rest)))
+        }
+        None => ((w, None), (w_rest, None)),
+    }
+}
+
 /// The update `rule` of weights `w` (and velocity `v`, with momentum) from
 /// the gradient `g0 + g1`, or `g0` alone; returns whether every new weight
 /// is finite.
