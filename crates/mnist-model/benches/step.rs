@@ -1,5 +1,6 @@
 //! The training kernels at the post's shapes, on synthetic data (no files):
-//! one SGD step on a batch of 512, one epoch of 60,000 rows (118 steps, rows
+//! one SGD step on a batch of 512, a step of softmax regression on 64 rows
+//! (on one and two threads), one epoch of 60,000 rows (118 steps, rows
 //! made from bytes block by block as training does), the forward pass and
 //! the evaluation over a test-set-sized input of 10,000 rows.
 
@@ -15,6 +16,7 @@ const FEATURES: usize = 785;
 const PIXELS: usize = FEATURES - 1;
 const CLASSES: usize = 10;
 const BATCH: usize = 512;
+const SOFTMAX_BATCH: usize = 64;
 const TRAIN: usize = 60_000;
 const TEST: usize = 10_000;
 
@@ -57,6 +59,24 @@ fn bench(c: &mut Criterion) {
         "(one step is {} MFLOP: forward and gradient products)",
         BATCH * flops_per_row / 1_000_000
     );
+
+    // Softmax regression's step (`--preset softmax`): 64 rows, softmax
+    // head, momentum and weight decay, cut into two halves of the features.
+    let (x, y) = inputs(SOFTMAX_BATCH, &mut rng);
+    let mut softmax = model.clone().with_head(mnist_model::Head::Softmax);
+    let mut group = c.benchmark_group("softmax_step");
+    group.throughput(Throughput::Elements(SOFTMAX_BATCH as u64));
+    for threads in [1, 2] {
+        let Ok(sgd) = Sgd::with_momentum(0.9, 1e-4) else {
+            return;
+        };
+        let mut sgd = sgd.with_threads(threads);
+        let name = format!("64x785x10, {threads} thread(s)");
+        group.bench_function(name.as_str(), |b| {
+            b.iter(|| sgd.step(&mut softmax, x.view(), y.view(), 1e-6, &mut scratch))
+        });
+    }
+    group.finish();
 
     // An epoch as training runs it: 60,000 rows of bytes, batches of 512,
     // each block of rows made from the bytes on the thread that uses it.

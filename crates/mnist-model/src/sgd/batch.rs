@@ -71,21 +71,42 @@ pub(super) fn check_rows(
     Ok(())
 }
 
+/// Rows of a matrix in standard layout, `features` values each, as a row
+/// source that copies them (whole rows or a range of their columns).
+pub(crate) struct MatrixRows<'a> {
+    xs: &'a [f32],
+    features: usize,
+}
+
+impl RowSource for MatrixRows<'_> {
+    fn fill(&self, first: usize, out: &mut [f32], stride: usize) {
+        self.fill_columns(first, out, stride, 0..self.features, self.features);
+    }
+
+    fn fill_columns(
+        &self,
+        first: usize,
+        out: &mut [f32],
+        stride: usize,
+        columns: std::ops::Range<usize>,
+        _features: usize,
+    ) {
+        for (k, row) in out.chunks_exact_mut(stride).enumerate() {
+            let at = (first + k) * self.features;
+            row[..columns.len()].copy_from_slice(&self.xs[at + columns.start..at + columns.end]);
+        }
+    }
+}
+
 /// Calls `f` with a row source copying from `x`.
 pub(crate) fn with_rows<T>(
     x: ArrayView2<'_, f32>,
-    f: impl FnOnce(&(dyn Fn(usize, &mut [f32], usize) + Sync)) -> T,
+    f: impl FnOnce(&MatrixRows<'_>) -> T,
 ) -> Result<T> {
     let features = x.ncols();
     let x = x.as_standard_layout();
     let xs = contiguous(&x, "input layout")?;
-    let copy = |first: usize, out: &mut [f32], stride: usize| {
-        for (k, row) in out.chunks_exact_mut(stride).enumerate() {
-            let at = (first + k) * features;
-            row[..features].copy_from_slice(&xs[at..at + features]);
-        }
-    };
-    Ok(f(&copy))
+    Ok(f(&MatrixRows { xs, features }))
 }
 
 /// Checks that `y` has a column per class of the model and at least one

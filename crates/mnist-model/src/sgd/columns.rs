@@ -5,10 +5,10 @@
 //! cores every step: each part's whole gradient for the update, and every
 //! updated weight for the next forward pass. Cut by features instead, a
 //! part owns a fixed range of the weights (and of the velocity and the
-//! gradient): it makes those features of every row, computes their share
-//! of the logits, and after the shares are added and turned into `p - y`,
-//! computes its range of the gradient and updates its range of the weights.
-//! Only the shares of the logits and `p - y` (a few KiB) cross between the
+//! gradient): it makes those features of every row and computes their
+//! share of the logits; then it adds the shares, turns them into `p - y`
+//! itself, computes its range of the gradient and updates its range of the
+//! weights. Only the shares of the logits (a few KiB) cross between the
 //! threads.
 //!
 //! Steps of SGD on the mean gradient take this cut (the post's SGD keeps
