@@ -21,9 +21,11 @@ use crate::rows::RowSource;
 /// is 16, enough for 16 cores.
 const PART_ROWS: usize = 256;
 
-/// Below this many rows a second thread costs more than it saves. At 64
-/// rows (`--preset softmax`), two threads took 1.43 to 1.52 s against 1.95
-/// to 2.07 s on one (2-core Zen 4, with the update split as well).
+/// Below this many rows a second thread costs more than it saves, in
+/// parts of rows or halves of the features. At 64 rows (`--preset
+/// softmax`, then cut into parts of rows), two threads took 1.43 to 1.52 s
+/// against 1.95 to 2.07 s on one (2-core Zen 4, with the update split as
+/// well).
 pub(super) const MIN_ROWS_FOR_THREADS: usize = 64;
 
 /// The number of parts of a batch of `rows` (see [`PART_ROWS`]).

@@ -11,9 +11,8 @@
 //! weights. Only the shares of the logits (a few KiB) cross between the
 //! threads.
 //!
-//! Steps of SGD on the mean gradient take this cut (the post's SGD keeps
-//! its parts of rows, and the bits of its published results). The cut
-//! depends on the model alone ([`PARTS`] parts of whole chunks),
+//! Steps of SGD on the mean gradient take this cut (see
+//! [`cut_by_features`]). The cut depends on the model alone ([`PARTS`] parts of whole chunks),
 //! the shares are added in part order, and the update is weight by weight:
 //! the same bits on any number of threads.
 
@@ -36,12 +35,15 @@ const MAX_ROWS: usize = 128;
 /// features.
 const PARTS: usize = 2;
 
-/// Whether a step of `rows` rows of a model of `features` features is cut
-/// by features: a batch of at most [`MAX_ROWS`] rows, and a chunk of
-/// features at least for each part. A choice made from the batch and the
-/// model alone, never from the threads or the CPU.
-pub(super) fn cut_by_features(rows: usize, features: usize) -> bool {
-    rows <= MAX_ROWS && kernel::chunks(features) >= PARTS
+/// Whether a step of `rule` on `rows` rows of a model of `features`
+/// features is cut by features: SGD on the mean gradient (the post's SGD,
+/// with its nominal batch, keeps parts of rows for every batch, short last
+/// ones included, and so the bits of its published results), a batch of at
+/// most [`MAX_ROWS`] rows, and a chunk of features at least for each part.
+/// A choice made from the optimiser, the batch and the model alone, never
+/// from the threads or the CPU.
+pub(super) fn cut_by_features(rule: Rule, rows: usize, features: usize) -> bool {
+    matches!(rule, Rule::Momentum { .. }) && rows <= MAX_ROWS && kernel::chunks(features) >= PARTS
 }
 
 /// One part's buffers: its features of every row (a row every

@@ -348,12 +348,8 @@ impl Sgd {
                 Some(self.velocity.as_mut_slice())
             }
         };
-        // The post's SGD (a nominal batch size) keeps its parts of rows
-        // for every batch, short last ones included, and so the bits of its
-        // published results.
-        let mean = matches!(rule, Rule::Momentum { .. });
         let (loss_sum, weights_finite) =
-            if mean && cut_by_features(y_onehot.nrows(), model.features()) {
+            if cut_by_features(rule, y_onehot.nrows(), model.features()) {
                 in_columns(
                     model,
                     y_onehot,
@@ -856,6 +852,96 @@ mod tests {
         }
     }
 
+    /// What a source was asked: a fill (or a prefetch), the first row, the
+    /// number of rows and the columns.
+    type ColumnsAsked = (bool, usize, usize, std::ops::Range<usize>);
+
+    /// A row source over `x` that serves and logs ranges of columns only.
+    struct ColumnsLogged<'a> {
+        x: &'a Array2<f32>,
+        log: std::sync::Mutex<Vec<ColumnsAsked>>,
+    }
+
+    impl RowSource for ColumnsLogged<'_> {
+        fn fill(&self, _: usize, _: &mut [f32], _: usize) {
+            panic!("whole rows asked of a step cut by features");
+        }
+
+        fn fill_columns(
+            &self,
+            first: usize,
+            out: &mut [f32],
+            stride: usize,
+            columns: std::ops::Range<usize>,
+            _features: usize,
+        ) {
+            let n = out.len() / stride;
+            for (k, row) in out.chunks_exact_mut(stride).enumerate() {
+                let src = self.x.row(first + k);
+                for (d, s) in row.iter_mut().zip(src.slice(s![columns.clone()])) {
+                    *d = *s;
+                }
+            }
+            let mut log = self.log.lock().expect("not poisoned");
+            log.push((true, first, n, columns));
+        }
+
+        fn prefetch_columns(&self, first: usize, n: usize, columns: std::ops::Range<usize>) {
+            let mut log = self.log.lock().expect("not poisoned");
+            log.push((false, first, n, columns));
+        }
+    }
+
+    #[test]
+    fn a_small_mean_gradient_batch_asks_each_half_for_its_columns() {
+        let mut rng = ChaCha8Rng::seed_from_u64(32);
+        let (rows, f, c) = (64, 785, 10);
+        let (w, x, y) = problem(rows, f, c, (0.1, 0.5), &mut rng);
+        let source = ColumnsLogged {
+            x: &x,
+            log: std::sync::Mutex::new(Vec::new()),
+        };
+        let start = LinearModel::from_weights(w.view())
+            .expect("ok")
+            .with_head(Head::Softmax);
+        let (mut a, mut b) = (start.clone(), start);
+        let mut sgd = Sgd::with_momentum(0.9, 1e-3).expect("valid");
+        let la = sgd
+            .step_rows(&mut a, y.view(), &source, 0.1, &mut StepScratch::new())
+            .expect("ok");
+        // Features 0..400 (25 chunks) and 400..785, every row; then the
+        // same columns of the next batch's rows.
+        let mut log = source.log.into_inner().expect("not poisoned");
+        log.sort_by_key(|(fill, _, _, cols)| (!*fill, cols.start));
+        assert_eq!(
+            log,
+            [
+                (true, 0, 64, 0..400),
+                (true, 0, 64, 400..785),
+                (false, 64, 64, 0..400),
+                (false, 64, 64, 400..785),
+            ]
+        );
+        // The same bits as `step` on the matrix (its own row source).
+        let lb = Sgd::with_momentum(0.9, 1e-3)
+            .expect("valid")
+            .step(&mut b, x.view(), y.view(), 0.1, &mut StepScratch::new())
+            .expect("ok");
+        assert_eq!(la.to_bits(), lb.to_bits());
+        assert_eq!(a, b);
+        // The post's SGD asks for whole rows even of a small batch.
+        let mut c = LinearModel::from_weights(w.view()).expect("ok");
+        let logged = Logged {
+            x: &x,
+            log: std::sync::Mutex::new(Vec::new()),
+        };
+        Sgd::default()
+            .step_rows(&mut c, y.view(), &logged, 0.1, &mut StepScratch::new())
+            .expect("ok");
+        let whole = logged.log.into_inner().expect("not poisoned");
+        assert!(whole.iter().any(|(fill, ..)| *fill));
+    }
+
     #[test]
     fn step_rows_asks_for_each_block_ahead_and_the_next_batch() {
         let mut rng = ChaCha8Rng::seed_from_u64(31);
@@ -963,7 +1049,10 @@ mod tests {
         // Two halves of 25 chunks, on two threads; halves of one and two
         // chunks; a batch too small for a second thread.
         for (rows, f) in [(64, 785), (100, 37), (13, 785)] {
-            assert!(cut_by_features(rows, f));
+            let rule = Sgd::with_momentum(0.9, 1e-3)
+                .expect("valid")
+                .rule(rows, 0.1);
+            assert!(cut_by_features(rule, rows, f));
             let (w, x, y) = problem(rows, f, 10, (0.1, 0.5), &mut rng);
             let m = LinearModel::from_weights(w.view()).expect("ok");
             threads_give_the_same_steps(&m, &x, &y);
