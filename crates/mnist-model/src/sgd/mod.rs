@@ -416,32 +416,78 @@ pub(super) fn update(
     g1: Option<&[f32]>,
     rule: Rule,
 ) -> bool {
-    let lanes = |g: &[f32]| -> [f32; kernel::LANES] { std::array::from_fn(|k| g[k]) };
+    // Compiled for the kernels' instruction set: wider vectors, the same
+    // operations (Rust never fuses a multiplication and an addition by
+    // itself), so the same bits.
+    #[cfg(target_arch = "x86_64")]
+    match kernel::path() {
+        // SAFETY: a path is chosen only on a CPU that has its features.
+        kernel::Path::Avx512 => return unsafe { update_avx512(w, v, g0, g1, rule) },
+        // SAFETY: as above.
+        kernel::Path::Avx2 => return unsafe { update_avx2(w, v, g0, g1, rule) },
+        _ => {}
+    }
+    update_on(w, v, g0, g1, rule)
+}
+
+/// [`update`] with AVX-512.
+///
+/// # Safety
+/// The CPU must have avx512f.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn update_avx512(
+    w: &mut [f32],
+    v: Option<&mut [f32]>,
+    g0: &[f32],
+    g1: Option<&[f32]>,
+    rule: Rule,
+) -> bool {
+    update_on(w, v, g0, g1, rule)
+}
+
+/// [`update`] with AVX2.
+///
+/// # Safety
+/// The CPU must have avx2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn update_avx2(
+    w: &mut [f32],
+    v: Option<&mut [f32]>,
+    g0: &[f32],
+    g1: Option<&[f32]>,
+    rule: Rule,
+) -> bool {
+    update_on(w, v, g0, g1, rule)
+}
+
+/// The body of [`update`], for the target's baseline.
+#[inline(always)]
+fn update_on(
+    w: &mut [f32],
+    v: Option<&mut [f32]>,
+    g0: &[f32],
+    g1: Option<&[f32]>,
+    rule: Rule,
+) -> bool {
     match g1 {
-        Some(g1) => update_by(
-            w,
-            v,
-            g0.chunks_exact(kernel::LANES)
-                .zip(g1.chunks_exact(kernel::LANES))
-                .map(|(a, b)| std::array::from_fn(|k| a[k] + b[k])),
-            rule,
-        ),
-        None => update_by(w, v, g0.chunks_exact(kernel::LANES).map(lanes), rule),
+        Some(g1) => update_by(w, v, g0.iter().zip(g1).map(|(&a, &b)| a + b), rule),
+        None => update_by(w, v, g0.iter().copied(), rule),
     }
 }
 
-/// [`update`] from the gradient's lanes, chunk by chunk.
+/// [`update`] from the gradient, weight by weight: plain loops over the
+/// slices, which the compiler vectorises (an `and` of the weights'
+/// finiteness is a reduction it vectorises too).
 #[inline(always)]
 fn update_by(
     w: &mut [f32],
     v: Option<&mut [f32]>,
-    grads: impl Iterator<Item = [f32; kernel::LANES]>,
+    grads: impl Iterator<Item = f32>,
     rule: Rule,
 ) -> bool {
-    // `v * 0` is 0 for finite `v` and NaN otherwise, and a NaN survives the
-    // sum: a check that costs one multiplication and one addition a weight.
-    let mut check = [0.0f32; kernel::LANES];
-    let lanes = w.chunks_exact_mut(kernel::LANES).zip(grads);
+    let mut finite = true;
     match (rule, v) {
         (
             Rule::Momentum {
@@ -452,28 +498,22 @@ fn update_by(
             },
             Some(v),
         ) => {
-            for ((wc, g), vc) in lanes.zip(v.chunks_exact_mut(kernel::LANES)) {
-                for k in 0..kernel::LANES {
-                    let g = g[k] * inv_rows;
-                    update_weight(&mut wc[k], &mut vc[k], g, (momentum, weight_decay, lr));
-                    check[k] += wc[k] * 0.0;
-                }
+            for ((w, v), g) in w.iter_mut().zip(v.iter_mut()).zip(grads) {
+                update_weight(w, v, g * inv_rows, (momentum, weight_decay, lr));
+                finite &= w.is_finite();
             }
         }
         (Rule::Plain { scale }, _) => {
-            for (wc, g) in lanes {
-                for k in 0..kernel::LANES {
-                    let nw = wc[k] - scale * g[k];
-                    wc[k] = nw;
-                    check[k] += nw * 0.0;
-                }
+            for (w, g) in w.iter_mut().zip(grads) {
+                *w -= scale * g;
+                finite &= w.is_finite();
             }
         }
         (Rule::Momentum { .. }, None) => {
             unreachable!("a step with momentum is always given the velocity (`step_rows`)")
         }
     }
-    check.iter().all(|c| c.is_finite())
+    finite
 }
 
 #[cfg(test)]
@@ -680,6 +720,113 @@ mod tests {
         }
         assert!(matches!(Sgd::new(0), Err(Error::ZeroSize { .. })));
         assert_eq!(m, orig);
+    }
+
+    /// `update` for each instruction set this CPU has, and the baseline,
+    /// with and without a second gradient.
+    #[allow(clippy::type_complexity)]
+    fn updates() -> Vec<(
+        &'static str,
+        fn(&mut [f32], Option<&mut [f32]>, &[f32], Option<&[f32]>, Rule) -> bool,
+    )> {
+        let mut all: Vec<(
+            &'static str,
+            fn(&mut [f32], Option<&mut [f32]>, &[f32], Option<&[f32]>, Rule) -> bool,
+        )> = vec![("baseline", |w, v, g0, g1, rule| {
+            update_on(w, v, g0, g1, rule)
+        })];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                // SAFETY: avx512f was detected just above.
+                all.push(("avx512", |w, v, g0, g1, rule| unsafe {
+                    update_avx512(w, v, g0, g1, rule)
+                }));
+            }
+            if is_x86_feature_detected!("avx2") {
+                // SAFETY: avx2 was detected just above.
+                all.push(("avx2", |w, v, g0, g1, rule| unsafe {
+                    update_avx2(w, v, g0, g1, rule)
+                }));
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_update_gives_the_bits_of_the_formula_weight_by_weight() {
+        let mut rng = ChaCha8Rng::seed_from_u64(21);
+        let n = 7856;
+        let draw = |rng: &mut ChaCha8Rng, scale: f32| -> Vec<f32> {
+            (0..n).map(|_| rng.gen_range(-scale..scale)).collect()
+        };
+        let (w0, v0) = (draw(&mut rng, 0.5), draw(&mut rng, 0.1));
+        let (g0, g1) = (draw(&mut rng, 30.0), draw(&mut rng, 30.0));
+        let momentum = Rule::Momentum {
+            inv_rows: 1.0 / 64.0,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+        };
+        for (name, update) in updates() {
+            for second in [None, Some(&g1[..])] {
+                let g = |i: usize| second.map_or(g0[i], |g1| g0[i] + g1[i]);
+                let mut w = w0.clone();
+                assert!(update(
+                    &mut w,
+                    None,
+                    &g0,
+                    second,
+                    Rule::Plain { scale: 0.003 }
+                ));
+                for i in 0..n {
+                    let want = w0[i] - 0.003 * g(i);
+                    assert_eq!(w[i].to_bits(), want.to_bits(), "{name}: plain, weight {i}");
+                }
+                let (mut w, mut v) = (w0.clone(), v0.clone());
+                assert!(update(&mut w, Some(&mut v), &g0, second, momentum));
+                for i in 0..n {
+                    let (mut wi, mut vi) = (w0[i], v0[i]);
+                    update_weight(&mut wi, &mut vi, g(i) * (1.0 / 64.0), (0.9, 5e-4, 0.01));
+                    assert_eq!(w[i].to_bits(), wi.to_bits(), "{name}: momentum, weight {i}");
+                    assert_eq!(
+                        v[i].to_bits(),
+                        vi.to_bits(),
+                        "{name}: momentum, velocity {i}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_update_finds_a_weight_that_is_not_finite() {
+        for (name, update) in updates() {
+            // Anywhere: the first weight, one in the middle, the last.
+            for at in [0, 4001, 7855] {
+                for bad in [f32::INFINITY, f32::NAN] {
+                    let mut w = vec![0.25f32; 7856];
+                    let mut g = vec![1.0f32; 7856];
+                    g[at] = bad;
+                    assert!(
+                        !update(&mut w, None, &g, None, Rule::Plain { scale: 0.1 }),
+                        "{name}: plain, {bad} at {at}"
+                    );
+                    let mut w = vec![0.25f32; 7856];
+                    let mut v = vec![0.0f32; 7856];
+                    let rule = Rule::Momentum {
+                        inv_rows: 1.0,
+                        lr: 0.1,
+                        momentum: 0.9,
+                        weight_decay: 0.0,
+                    };
+                    assert!(
+                        !update(&mut w, Some(&mut v), &g, None, rule),
+                        "{name}: momentum, {bad} at {at}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
