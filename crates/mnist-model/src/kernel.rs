@@ -642,6 +642,50 @@ pub(crate) fn run_on(path: Path, op: Op<'_>) {
     }
 }
 
+/// Runs `f` compiled for `path`'s instruction set: `f` is inlined into a
+/// function with the path's target features, so that its loops over
+/// slices are vectorised with them. Give it a closure marked
+/// `#[inline(always)]`: without the mark the compiler may keep the closure
+/// a function of its own, compiled for the baseline (measured: the update
+/// of 7,856 weights then took 2.4 us on every path, against 0.94 us with
+/// AVX-512). For element-wise code (the weight
+/// updates), whose operations are the same at any vector width (Rust never
+/// fuses a multiplication and an addition by itself): the same bits on
+/// every path.
+///
+/// # Panics
+/// When this CPU cannot run `path`.
+#[inline(always)]
+pub(crate) fn compiled_for<R>(path: Path, f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,fma")]
+    fn avx512<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn avx2<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the only requirement of the function is that the CPU
+        // supports its features, checked by `missing` in the guard.
+        Path::Avx512 if path.missing().is_none() => unsafe { avx512(f) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Path::Avx2 if path.missing().is_none() => unsafe { avx2(f) },
+        // NEON is part of aarch64's baseline.
+        Path::Neon if path.missing().is_none() => f(),
+        Path::Portable => f(),
+        _ => panic!(
+            "the {} kernel path needs {}",
+            path.short_name(),
+            path.missing().unwrap_or("another CPU")
+        ),
+    }
+}
+
 /// Runs `op` with the smallest register blocking (for tests).
 #[cfg(test)]
 pub(crate) fn run_small(op: Op<'_>) {

@@ -416,65 +416,27 @@ pub(super) fn update(
     g1: Option<&[f32]>,
     rule: Rule,
 ) -> bool {
-    // Compiled for the kernels' instruction set: wider vectors, the same
-    // operations (Rust never fuses a multiplication and an addition by
-    // itself), so the same bits.
-    #[cfg(target_arch = "x86_64")]
-    match kernel::path() {
-        // SAFETY: a path is chosen only on a CPU that has its features.
-        kernel::Path::Avx512 => return unsafe { update_avx512(w, v, g0, g1, rule) },
-        // SAFETY: as above.
-        kernel::Path::Avx2 => return unsafe { update_avx2(w, v, g0, g1, rule) },
-        _ => {}
-    }
-    update_on(w, v, g0, g1, rule)
+    update_on(kernel::path(), w, v, g0, g1, rule)
 }
 
-/// [`update`] with AVX-512.
-///
-/// # Safety
-/// The CPU must have avx512f.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn update_avx512(
-    w: &mut [f32],
-    v: Option<&mut [f32]>,
-    g0: &[f32],
-    g1: Option<&[f32]>,
-    rule: Rule,
-) -> bool {
-    update_on(w, v, g0, g1, rule)
-}
-
-/// [`update`] with AVX2.
-///
-/// # Safety
-/// The CPU must have avx2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn update_avx2(
-    w: &mut [f32],
-    v: Option<&mut [f32]>,
-    g0: &[f32],
-    g1: Option<&[f32]>,
-    rule: Rule,
-) -> bool {
-    update_on(w, v, g0, g1, rule)
-}
-
-/// The body of [`update`], for the target's baseline.
-#[inline(always)]
+/// [`update`] compiled for `path`'s instruction set: wider vectors, the
+/// same operations, so the same bits (see [`kernel::compiled_for`]).
 fn update_on(
+    path: kernel::Path,
     w: &mut [f32],
     v: Option<&mut [f32]>,
     g0: &[f32],
     g1: Option<&[f32]>,
     rule: Rule,
 ) -> bool {
-    match g1 {
-        Some(g1) => update_by(w, v, g0.iter().zip(g1).map(|(&a, &b)| a + b), rule),
-        None => update_by(w, v, g0.iter().copied(), rule),
-    }
+    kernel::compiled_for(
+        path,
+        #[inline(always)]
+        || match g1 {
+            Some(g1) => update_by(w, v, g0.iter().zip(g1).map(|(&a, &b)| a + b), rule),
+            None => update_by(w, v, g0.iter().copied(), rule),
+        },
+    )
 }
 
 /// [`update`] from the gradient, weight by weight: plain loops over the
@@ -722,37 +684,6 @@ mod tests {
         assert_eq!(m, orig);
     }
 
-    /// `update` for each instruction set this CPU has, and the baseline,
-    /// with and without a second gradient.
-    #[allow(clippy::type_complexity)]
-    fn updates() -> Vec<(
-        &'static str,
-        fn(&mut [f32], Option<&mut [f32]>, &[f32], Option<&[f32]>, Rule) -> bool,
-    )> {
-        let mut all: Vec<(
-            &'static str,
-            fn(&mut [f32], Option<&mut [f32]>, &[f32], Option<&[f32]>, Rule) -> bool,
-        )> = vec![("baseline", |w, v, g0, g1, rule| {
-            update_on(w, v, g0, g1, rule)
-        })];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") {
-                // SAFETY: avx512f was detected just above.
-                all.push(("avx512", |w, v, g0, g1, rule| unsafe {
-                    update_avx512(w, v, g0, g1, rule)
-                }));
-            }
-            if is_x86_feature_detected!("avx2") {
-                // SAFETY: avx2 was detected just above.
-                all.push(("avx2", |w, v, g0, g1, rule| unsafe {
-                    update_avx2(w, v, g0, g1, rule)
-                }));
-            }
-        }
-        all
-    }
-
     #[test]
     fn every_update_gives_the_bits_of_the_formula_weight_by_weight() {
         let mut rng = ChaCha8Rng::seed_from_u64(21);
@@ -768,11 +699,13 @@ mod tests {
             momentum: 0.9,
             weight_decay: 5e-4,
         };
-        for (name, update) in updates() {
+        for (path, _) in kernel::runnable() {
+            let name = path.name();
             for second in [None, Some(&g1[..])] {
                 let g = |i: usize| second.map_or(g0[i], |g1| g0[i] + g1[i]);
                 let mut w = w0.clone();
-                assert!(update(
+                assert!(update_on(
+                    path,
                     &mut w,
                     None,
                     &g0,
@@ -784,7 +717,7 @@ mod tests {
                     assert_eq!(w[i].to_bits(), want.to_bits(), "{name}: plain, weight {i}");
                 }
                 let (mut w, mut v) = (w0.clone(), v0.clone());
-                assert!(update(&mut w, Some(&mut v), &g0, second, momentum));
+                assert!(update_on(path, &mut w, Some(&mut v), &g0, second, momentum));
                 for i in 0..n {
                     let (mut wi, mut vi) = (w0[i], v0[i]);
                     update_weight(&mut wi, &mut vi, g(i) * (1.0 / 64.0), (0.9, 5e-4, 0.01));
@@ -801,7 +734,8 @@ mod tests {
 
     #[test]
     fn every_update_finds_a_weight_that_is_not_finite() {
-        for (name, update) in updates() {
+        for (path, _) in kernel::runnable() {
+            let name = path.name();
             // Anywhere: the first weight, one in the middle, the last.
             for at in [0, 4001, 7855] {
                 for bad in [f32::INFINITY, f32::NAN] {
@@ -809,7 +743,7 @@ mod tests {
                     let mut g = vec![1.0f32; 7856];
                     g[at] = bad;
                     assert!(
-                        !update(&mut w, None, &g, None, Rule::Plain { scale: 0.1 }),
+                        !update_on(path, &mut w, None, &g, None, Rule::Plain { scale: 0.1 }),
                         "{name}: plain, {bad} at {at}"
                     );
                     let mut w = vec![0.25f32; 7856];
@@ -821,7 +755,7 @@ mod tests {
                         weight_decay: 0.0,
                     };
                     assert!(
-                        !update(&mut w, Some(&mut v), &g, None, rule),
+                        !update_on(path, &mut w, Some(&mut v), &g, None, rule),
                         "{name}: momentum, {bad} at {at}"
                     );
                 }
