@@ -263,8 +263,7 @@ mod tests {
     /// depends on: a NaN logit makes the loss NaN, and the step fails).
     fn same_bits(a: &[f32], b: &[f32]) -> bool {
         a.len() == b.len()
-            && a
-                .iter()
+            && a.iter()
                 .zip(b)
                 .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
     }
