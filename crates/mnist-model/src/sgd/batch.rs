@@ -253,6 +253,7 @@ fn update_in_ranges(
         (w_rest, v_rest, g_rest) = (wt, vt, gt);
     }
     let (middle, last) = (&*middle, &last.grad);
+    let path = kernel::path();
     run_parts(&mut pieces, threads, |_, (at, w, v, g0, finite)| {
         let range = *at..*at + w.len();
         for part in middle {
@@ -260,7 +261,7 @@ fn update_in_ranges(
                 *g += h;
             }
         }
-        *finite = update(w, v.as_deref_mut(), g0, Some(&last[range]), rule);
+        *finite = update(path, w, v.as_deref_mut(), g0, Some(&last[range]), rule);
     });
     pieces.iter().all(|piece| piece.4)
 }

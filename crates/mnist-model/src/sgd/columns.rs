@@ -145,6 +145,7 @@ where
         round.push((w, v, part));
         (w_rest, v_rest) = (wt, vt);
     }
+    let path = kernel::path();
     run_parts(&mut round, threads, |k, (w, v, part)| {
         let ColumnBuffers {
             x,
@@ -185,7 +186,7 @@ where
             grad,
             fresh: true,
         });
-        *finite = update(w, v.as_deref_mut(), grad, None, rule);
+        *finite = update(path, w, v.as_deref_mut(), grad, None, rule);
     });
     let loss = columns[0].loss;
     Ok((loss, columns.iter().all(|part| part.finite)))

@@ -407,21 +407,11 @@ fn split_weights<'a>(
 }
 
 /// The update `rule` of weights `w` (and velocity `v`, with momentum) from
-/// the gradient `g0 + g1`, or `g0` alone; returns whether every new weight
-/// is finite.
+/// the gradient `g0 + g1`, or `g0` alone, compiled for `path`'s
+/// instruction set: wider vectors, the same operations, so the same bits
+/// (see [`kernel::compiled_for`]); returns whether every new weight is
+/// finite.
 pub(super) fn update(
-    w: &mut [f32],
-    v: Option<&mut [f32]>,
-    g0: &[f32],
-    g1: Option<&[f32]>,
-    rule: Rule,
-) -> bool {
-    update_on(kernel::path(), w, v, g0, g1, rule)
-}
-
-/// [`update`] compiled for `path`'s instruction set: wider vectors, the
-/// same operations, so the same bits (see [`kernel::compiled_for`]).
-fn update_on(
     path: kernel::Path,
     w: &mut [f32],
     v: Option<&mut [f32]>,
@@ -704,7 +694,7 @@ mod tests {
             for second in [None, Some(&g1[..])] {
                 let g = |i: usize| second.map_or(g0[i], |g1| g0[i] + g1[i]);
                 let mut w = w0.clone();
-                assert!(update_on(
+                assert!(update(
                     path,
                     &mut w,
                     None,
@@ -717,7 +707,7 @@ mod tests {
                     assert_eq!(w[i].to_bits(), want.to_bits(), "{name}: plain, weight {i}");
                 }
                 let (mut w, mut v) = (w0.clone(), v0.clone());
-                assert!(update_on(path, &mut w, Some(&mut v), &g0, second, momentum));
+                assert!(update(path, &mut w, Some(&mut v), &g0, second, momentum));
                 for i in 0..n {
                     let (mut wi, mut vi) = (w0[i], v0[i]);
                     update_weight(&mut wi, &mut vi, g(i) * (1.0 / 64.0), (0.9, 5e-4, 0.01));
@@ -743,7 +733,7 @@ mod tests {
                     let mut g = vec![1.0f32; 7856];
                     g[at] = bad;
                     assert!(
-                        !update_on(path, &mut w, None, &g, None, Rule::Plain { scale: 0.1 }),
+                        !update(path, &mut w, None, &g, None, Rule::Plain { scale: 0.1 }),
                         "{name}: plain, {bad} at {at}"
                     );
                     let mut w = vec![0.25f32; 7856];
@@ -755,7 +745,7 @@ mod tests {
                         weight_decay: 0.0,
                     };
                     assert!(
-                        !update_on(path, &mut w, Some(&mut v), &g, None, rule),
+                        !update(path, &mut w, Some(&mut v), &g, None, rule),
                         "{name}: momentum, {bad} at {at}"
                     );
                 }
