@@ -88,45 +88,11 @@ const STACK_CLASSES: usize = 32;
 /// sum, the targets' dot product with the logits) waits for the one
 /// before, and the sum keeps the exponentials from being vectorised.
 /// [`LANES`] rows at a time, each lane does one row's operations in that
-/// row's order: the bits of one row at a time, several times faster.
+/// row's order: the bits of one row at a time, in less time (in a profile
+/// of `--preset softmax`, about 10% of the samples against 17.4% row by
+/// row).
 #[inline(always)]
 fn softmax_rows(z: &mut [f32], classes: usize, y: Option<&[f32]>, loss: &mut f64) {
-    // Ten classes (MNIST's) with the count known to the compiler: its
-    // loops unrolled, rows moved into lanes by shuffles, not gathers.
-    if classes == 10 {
-        softmax_rows_of(Ten, z, y, loss);
-    } else {
-        softmax_rows_of(classes, z, y, loss);
-    }
-}
-
-/// A number of classes, known at compile time or not.
-trait Count: Copy {
-    fn get(self) -> usize;
-}
-
-impl Count for usize {
-    #[inline(always)]
-    fn get(self) -> usize {
-        self
-    }
-}
-
-/// Ten classes.
-#[derive(Clone, Copy)]
-struct Ten;
-
-impl Count for Ten {
-    #[inline(always)]
-    fn get(self) -> usize {
-        10
-    }
-}
-
-/// [`softmax_rows`] for `classes` classes.
-#[inline(always)]
-fn softmax_rows_of(classes: impl Count, z: &mut [f32], y: Option<&[f32]>, loss: &mut f64) {
-    let classes = classes.get();
     if classes == 0 {
         return;
     }
@@ -287,7 +253,7 @@ mod tests {
     #[test]
     fn rows_in_lanes_give_the_bits_of_one_row_at_a_time() {
         let mut rng = ChaCha8Rng::seed_from_u64(23);
-        // Ten classes (the unrolled path), others, and more than the stack
+        // Ten classes (MNIST's), others, and more than the stack
         // holds; row counts around the lanes.
         for classes in [1, 2, 3, 10, 11, STACK_CLASSES, STACK_CLASSES + 5] {
             for rows in [1, 7, 8, 9, 16, 64, 67] {
