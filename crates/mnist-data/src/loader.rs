@@ -482,17 +482,7 @@ impl LazyBatch<'_> {
     /// When `stride` is smaller than the number of features, `out.len()` is
     /// not a multiple of it, or the rows run past the end of the batch.
     pub fn features_into(&self, first: usize, out: &mut [f32], stride: usize) {
-        assert!(stride > 0 && out.len().is_multiple_of(stride), "row stride");
-        let n = out.len() / stride;
-        let rows = &self.indices[first..first + n];
-        gather(
-            self.data,
-            self.pre,
-            rows,
-            out,
-            stride,
-            0..self.data.pixels(),
-        );
+        self.columns_into(first, out, stride, 0..self.features());
     }
 
     /// As [`features_into`](Self::features_into), for the features

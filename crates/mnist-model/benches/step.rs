@@ -67,10 +67,9 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("softmax_step");
     group.throughput(Throughput::Elements(SOFTMAX_BATCH as u64));
     for threads in [1, 2] {
-        let Ok(sgd) = Sgd::with_momentum(0.9, 1e-4) else {
-            return;
-        };
-        let mut sgd = sgd.with_threads(threads);
+        let mut sgd = Sgd::with_momentum(0.9, 1e-4)
+            .expect("valid momentum and weight decay")
+            .with_threads(threads);
         let name = format!("64x785x10, {threads} thread(s)");
         group.bench_function(name.as_str(), |b| {
             b.iter(|| sgd.step(&mut softmax, x.view(), y.view(), 1e-6, &mut scratch))

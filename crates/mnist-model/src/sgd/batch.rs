@@ -56,13 +56,7 @@ pub(super) fn check_rows(
     y: &ArrayView2<'_, f32>,
 ) -> Result<()> {
     model.check_input(x)?;
-    if y.ncols() != model.classes() {
-        return Err(Error::DimensionMismatch {
-            what: "target columns (classes)",
-            expected: model.classes(),
-            found: y.ncols(),
-        });
-    }
+    check_targets(model, y)?;
     if y.nrows() != x.nrows() {
         return Err(Error::DimensionMismatch {
             what: "target rows",
