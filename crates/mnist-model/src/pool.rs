@@ -327,6 +327,11 @@ fn with_idle_on<R>(h: &Helper, idle: &(dyn Fn() -> bool + Sync), f: impl FnOnce(
         *slot = Some((idle, thread::current().id()));
         h.idle_broken.store(false, Ordering::Relaxed);
         *lock(&h.idle_panic) = None;
+        // Counted only once the lock is released: a helper that read the
+        // new count while this thread still held the lock would find its
+        // `try_read` refused, take that for "no idle work", and wait for a
+        // count that never comes (a test hung so under qemu).
+        drop(slot);
         h.idle_set.fetch_add(1, Ordering::Release);
     }
     if let Some(worker) = h.thread.get() {
