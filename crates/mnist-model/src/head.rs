@@ -73,6 +73,9 @@ impl Head {
 /// two of AVX2, four of NEON).
 const LANES: usize = 8;
 
+/// A group of rows' values class by class: a lane per row.
+type ByClass<T> = [[T; LANES]];
+
 /// Classes whose values for a group of rows are kept on the stack; more
 /// go to the heap.
 const STACK_CLASSES: usize = 32;
@@ -88,47 +91,47 @@ const STACK_CLASSES: usize = 32;
 /// sum, the targets' dot product with the logits) waits for the one
 /// before, and the sum keeps the exponentials from being vectorised.
 /// [`LANES`] rows at a time, each lane does one row's operations in that
-/// row's order: the bits of one row at a time, in less time (in a profile
-/// of `--preset softmax`, about 10% of the samples against 17.4% row by
-/// row).
+/// row's order: the bits of one row at a time, in less time. Every loop
+/// over the lanes is written so that the compiler vectorises it: a zero
+/// target is masked out rather than branched over, and `p` is rounded for
+/// all lanes before `y` is subtracted.
 #[inline(always)]
 fn softmax_rows(z: &mut [f32], classes: usize, y: Option<&[f32]>, loss: &mut f64) {
     if classes == 0 {
         return;
     }
-    // The group's logits and targets, padded with zeros to whole lanes
-    // (computed, never written back), and its values class by class.
+    // The group's logits and targets, class by class (a class's values
+    // for the group's rows side by side: lanes that compute together),
+    // padded with zeros to whole lanes (computed, never written back);
+    // and the results, class by class.
     let mut stack = (
-        [0.0f32; LANES * STACK_CLASSES],
-        [0.0f32; LANES * STACK_CLASSES],
         [[0.0f64; LANES]; STACK_CLASSES],
+        [[0.0f64; LANES]; STACK_CLASSES],
+        [[0.0f32; LANES]; STACK_CLASSES],
     );
     let mut heap = (Vec::new(), Vec::new(), Vec::new());
-    let (zb, yb, e): (&mut [f32], &mut [f32], &mut [[f64; LANES]]) = if classes <= STACK_CLASSES {
-        (
-            &mut stack.0[..LANES * classes],
-            &mut stack.1[..LANES * classes],
-            &mut stack.2[..classes],
-        )
-    } else {
-        heap.0.resize(LANES * classes, 0.0);
-        heap.1.resize(LANES * classes, 0.0);
-        heap.2.resize(classes, [0.0; LANES]);
-        (&mut heap.0, &mut heap.1, &mut heap.2)
-    };
+    let (e, yt, out): (&mut ByClass<f64>, &mut ByClass<f64>, &mut ByClass<f32>) =
+        if classes <= STACK_CLASSES {
+            (
+                &mut stack.0[..classes],
+                &mut stack.1[..classes],
+                &mut stack.2[..classes],
+            )
+        } else {
+            heap.0.resize(classes, [0.0; LANES]);
+            heap.1.resize(classes, [0.0; LANES]);
+            heap.2.resize(classes, [0.0; LANES]);
+            (&mut heap.0, &mut heap.1, &mut heap.2)
+        };
     let group_len = LANES * classes;
     let mut ys = y.map(|y| y.chunks(group_len));
     for group in z.chunks_mut(group_len) {
-        let n = group.len();
-        zb[..n].copy_from_slice(group);
-        zb[n..].fill(0.0);
+        let rows = group.len() / classes;
         let yg = ys.as_mut().and_then(Iterator::next);
+        // Moved into lanes row by row: each row's values are contiguous.
+        transpose_in(group, classes, e);
         if let Some(yg) = yg {
-            yb[..n].copy_from_slice(&yg[..n]);
-            yb[n..].fill(0.0);
-        }
-        for (c, ec) in e.iter_mut().enumerate() {
-            *ec = std::array::from_fn(|l| f64::from(zb[l * classes + c]));
+            transpose_in(yg, classes, yt);
         }
         // The cross-entropy is `sum_c y_c (ln_sum + max - z_c)`: the
         // targets' mass and their dot product with the logits, in class
@@ -137,12 +140,13 @@ fn softmax_rows(z: &mut [f32], classes: usize, y: Option<&[f32]>, loss: &mut f64
         // never `-0`).
         let (mut dot, mut mass) = ([0.0f64; LANES], [0.0f64; LANES]);
         if yg.is_some() {
-            for (c, ec) in e.iter().enumerate() {
+            for (ec, yc) in e.iter().zip(yt.iter()) {
                 for l in 0..LANES {
-                    let yv = f64::from(yb[l * classes + c]);
-                    let nonzero = yv != 0.0;
-                    dot[l] += if nonzero { yv * ec[l] } else { 0.0 };
-                    mass[l] += if nonzero { yv } else { 0.0 };
+                    // All ones where the target is not zero: `+0` elsewhere
+                    // (a mask, which vectorises where a branch did not).
+                    let keep = u64::from(yc[l] != 0.0).wrapping_neg();
+                    dot[l] += f64::from_bits((yc[l] * ec[l]).to_bits() & keep);
+                    mass[l] += f64::from_bits(yc[l].to_bits() & keep);
                 }
             }
         }
@@ -163,21 +167,54 @@ fn softmax_rows(z: &mut [f32], classes: usize, y: Option<&[f32]>, loss: &mut f64
             }
         }
         if yg.is_some() {
-            for l in 0..n / classes {
+            for l in 0..rows {
                 *loss += mass[l] * (sum[l].ln() + max[l]) - dot[l];
             }
         }
-        for (c, ec) in e.iter().enumerate() {
-            for l in 0..LANES {
-                zb[l * classes + c] = (ec[l] / sum[l]) as f32;
-            }
+        // `p`, rounded once, then `p - y` in `f32` (the targets widened
+        // exactly, so narrowed back exactly).
+        for (oc, ec) in out.iter_mut().zip(e.iter()) {
+            *oc = std::array::from_fn(|l| (ec[l] / sum[l]) as f32);
         }
         if yg.is_some() {
-            for (v, &yv) in zb.iter_mut().zip(&*yb) {
-                *v -= yv;
+            for (oc, yc) in out.iter_mut().zip(yt.iter()) {
+                for l in 0..LANES {
+                    oc[l] -= yc[l] as f32;
+                }
             }
         }
-        group.copy_from_slice(&zb[..n]);
+        transpose_out(out, classes, group);
+    }
+}
+
+/// The results in lanes back into rows: `group`'s row `l` (`classes` to a
+/// row) from `out[c][l]`.
+///
+/// The two moves between rows and lanes are not inlined: compiled for the
+/// baseline instruction set, as moves (nothing is computed, so no bit
+/// depends on it); inlined into the AVX-512 entry point, the compiler
+/// made them scatters, which made the softmax slower.
+#[inline(never)]
+fn transpose_out(out: &[[f32; LANES]], classes: usize, group: &mut [f32]) {
+    for (l, row) in group.chunks_exact_mut(classes).enumerate() {
+        for (v, oc) in row.iter_mut().zip(out.iter()) {
+            *v = oc[l];
+        }
+    }
+}
+
+/// The rows of `src` (`classes` to a row, at most [`LANES`] rows) into
+/// lanes: `lanes[c][l]` is class `c` of row `l`, widened exactly; lanes
+/// past the rows are zero. Not inlined: see [`transpose_out`].
+#[inline(never)]
+fn transpose_in(src: &[f32], classes: usize, lanes: &mut [[f64; LANES]]) {
+    for lc in lanes.iter_mut() {
+        *lc = [0.0; LANES];
+    }
+    for (l, row) in src.chunks_exact(classes).enumerate() {
+        for (lc, &v) in lanes.iter_mut().zip(row) {
+            lc[l] = f64::from(v);
+        }
     }
 }
 
