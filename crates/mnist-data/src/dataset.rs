@@ -1,4 +1,5 @@
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use mnist_idx::{Images, Labels};
 
@@ -43,6 +44,14 @@ pub struct Dataset {
     images: Images,
     labels: Labels,
     classes: usize,
+    /// A number no other dataset of this process has.
+    id: u64,
+}
+
+/// A dataset number not given out yet.
+fn fresh_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Dataset {
@@ -76,6 +85,7 @@ impl Dataset {
             images,
             labels,
             classes,
+            id: fresh_id(),
         })
     }
 
@@ -97,6 +107,14 @@ impl Dataset {
     /// Always false: an empty dataset is rejected when built.
     pub fn is_empty(&self) -> bool {
         self.images.is_empty()
+    }
+
+    /// A number that names this dataset among those made by this process:
+    /// two datasets never have the same, so that keys of rows built from it
+    /// ([`LazyBatch::rows_key`](crate::LazyBatch::rows_key)) cannot mix up
+    /// datasets.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Number of classes.

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::dataset::{one_hot_into, Dataset};
 use crate::error::{Error, Result};
-use crate::preprocess::Preprocess;
+use crate::preprocess::{Normalization, Preprocess};
 
 /// How a [`Loader`] cuts a dataset into batches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,7 +359,7 @@ impl<'d> Loader<'d> {
                 .unwrap_or_else(|_| unreachable!("buffer holds rows x classes")),
             labels: &self.labels,
             indices: &self.order[start..start + rows],
-            following: &self.order[start + rows..],
+            from_here: &self.order[start..],
             data: self.data,
             pre: &self.pre,
         })
@@ -449,8 +449,8 @@ pub struct LazyBatch<'a> {
     pub labels: &'a [u8],
     /// The dataset indices of the rows.
     pub indices: &'a [u32],
-    /// The indices of the rest of the epoch, after this batch.
-    following: &'a [u32],
+    /// The indices of this batch and of the rest of the epoch after it.
+    from_here: &'a [u32],
     data: &'a Dataset,
     pre: &'a Preprocess,
 }
@@ -507,7 +507,7 @@ impl LazyBatch<'_> {
             "columns"
         );
         let n = out.len() / stride;
-        let rows = &self.indices[first..first + n];
+        let rows = &self.rows()[first..first + n];
         let pixels = self.data.pixels();
         // The bias feature, if any, follows the pixels.
         let pre = Preprocess::new(
@@ -516,6 +516,31 @@ impl LazyBatch<'_> {
         );
         let px = columns.start.min(pixels)..columns.end.min(pixels);
         gather(self.data, &pre, rows, out, stride, px);
+    }
+
+    /// The dataset indices of the batch's rows and of the rest of the
+    /// epoch's, after them.
+    fn rows(&self) -> &[u32] {
+        self.from_here
+    }
+
+    /// A key for rows `first..first + n`, numbered on past the batch as
+    /// for [`prefetch`](Self::prefetch): the dataset's
+    /// [`id`](Dataset::id), the preprocessing and the rows' sample
+    /// indices, so that equal keys mean the same features, bit for bit.
+    /// `None` when the epoch has fewer rows.
+    pub fn rows_key(&self, first: usize, n: usize) -> Option<Vec<u64>> {
+        let rows = self.rows().get(first..first.checked_add(n)?)?;
+        let pre = match self.pre.normalization() {
+            Normalization::Centered => 0,
+            Normalization::Unit => 1,
+        };
+        let head = [self.data.id(), pre, u64::from(self.pre.bias())];
+        Some(
+            head.into_iter()
+                .chain(rows.iter().map(|&i| u64::from(i)))
+                .collect(),
+        )
     }
 
     /// Asks the CPU to bring the images of rows `first..first + n` into its
@@ -534,12 +559,7 @@ impl LazyBatch<'_> {
     pub fn prefetch_columns(&self, first: usize, n: usize, columns: Range<usize>) {
         let pixels = self.data.pixels();
         let px = columns.start.min(pixels)..columns.end.min(pixels);
-        let rows = self
-            .indices
-            .iter()
-            .chain(self.following)
-            .skip(first)
-            .take(n);
+        let rows = self.rows().iter().skip(first).take(n);
         for &i in rows {
             if let Some(bytes) = self
                 .data

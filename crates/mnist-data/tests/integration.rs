@@ -355,6 +355,52 @@ proptest! {
 }
 
 proptest! {
+    /// Rows numbered past a batch are the next batches' rows: made by
+    /// `columns_into` with the same values, and with the key the next batch
+    /// gives them; no key past the epoch's end, and other keys for another
+    /// dataset (even of the same images) or another preprocessing.
+    #[test]
+    fn rows_past_a_batch_are_the_next_batches_rows(n in 1usize..60, batch in 1usize..20, bias: bool, seed: u64) {
+        let data = dataset(n);
+        let twin = dataset(n);
+        let config = LoaderConfig { batch_size: batch, shuffle: true, drop_last: false, seed };
+        let pre = Preprocess::new(Normalization::Centered, bias);
+        let features = pre.features(4);
+        let mut loader = Loader::new(&data, pre.clone(), config.clone()).unwrap();
+        let mut other_data = Loader::new(&twin, pre, config.clone()).unwrap();
+        let mut other_pre = Loader::new(&data, Preprocess::new(Normalization::Unit, bias), config).unwrap();
+        loader.begin_epoch(1);
+        other_data.begin_epoch(1);
+        other_pre.begin_epoch(1);
+        let mut ahead: Option<(Vec<f32>, Vec<u64>)> = None;
+        let mut left = n;
+        while let Some(got) = loader.next_lazy() {
+            let rows = got.len();
+            left -= rows;
+            let mut whole = vec![0.0f32; rows * features];
+            got.features_into(0, &mut whole, features);
+            let key = got.rows_key(0, rows).unwrap();
+            if let Some((x, k)) = ahead.take() {
+                prop_assert_eq!(&x[..], &whole[..]);
+                prop_assert_eq!(&k, &key);
+            }
+            let twin_key = other_data.next_lazy().unwrap().rows_key(0, rows);
+            let unit_key = other_pre.next_lazy().unwrap().rows_key(0, rows);
+            prop_assert_ne!(Some(&key), twin_key.as_ref());
+            prop_assert_ne!(Some(&key), unit_key.as_ref());
+            prop_assert_eq!(got.rows_key(rows, left + 1), None);
+            // The next batch's rows, if it is as long as this one.
+            let next = batch.min(left);
+            if next == rows {
+                let mut x = vec![0.0f32; rows * features];
+                got.columns_into(rows, &mut x, features, 0..features);
+                ahead = Some((x, got.rows_key(rows, rows).unwrap()));
+            }
+        }
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// An order prepared ahead and drawn in pieces, from two threads at

@@ -80,7 +80,7 @@ pub use crate::{
     },
     mlp::{evaluate_mlp, Dense, Mlp, MlpTrainer, NETWORK_VERSION},
     model::{Metadata, Model},
-    rows::RowSource,
+    rows::{RowSource, RowsKey},
     schedule::{post_schedule, Constant, CosineWarmRestarts, LrSchedule, Product, Warmup},
     sgd::{gradient, Sgd, StepScratch},
     tensors::{conv_name, tensor_name, BIAS_FEATURE, NORMALIZATION},

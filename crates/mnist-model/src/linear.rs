@@ -1,5 +1,7 @@
 //! The model: one linear layer followed by an activation.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -35,13 +37,34 @@ impl Default for Init {
 ///
 /// The weights are stored in a layout suited to the training kernels;
 /// [`LinearModel::weights`] returns them as an ordinary matrix.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct LinearModel {
     features: usize,
     classes: usize,
     head: Head,
     /// `[chunk][class][lane]`, zero beyond `features` (see `kernel`).
     packed: Vec<f32>,
+    /// Names these weights: a fresh number from [`fresh_version`] whenever
+    /// they are made or may change, so that two models of the same
+    /// version (a model and its clone) hold the same weights. A step that
+    /// computed ahead on the weights keeps their version to know its work
+    /// is still good.
+    version: u64,
+}
+
+/// Models are equal when their shapes, heads and weights are; the version
+/// is not compared.
+impl PartialEq for LinearModel {
+    fn eq(&self, other: &Self) -> bool {
+        (self.features, self.classes, self.head, &self.packed)
+            == (other.features, other.classes, other.head, &other.packed)
+    }
+}
+
+/// A version no model has had yet in this process.
+fn fresh_version() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl LinearModel {
@@ -66,6 +89,7 @@ impl LinearModel {
             classes,
             head: Head::Sigmoid,
             packed: vec![0.0; kernel::packed_len(features, classes)],
+            version: fresh_version(),
         };
         match init {
             Init::Zeros => {}
@@ -113,6 +137,7 @@ impl LinearModel {
             classes,
             head: Head::Sigmoid,
             packed,
+            version: fresh_version(),
         })
     }
 
@@ -150,8 +175,16 @@ impl LinearModel {
         &self.packed
     }
 
+    /// The weights to change: they take a fresh version.
     pub(crate) fn packed_mut(&mut self) -> &mut [f32] {
+        self.version = fresh_version();
         &mut self.packed
+    }
+
+    /// The version of the weights: the same for two models only if they
+    /// hold the same weights.
+    pub(crate) fn version(&self) -> u64 {
+        self.version
     }
 
     /// Checks that `x` has `features` columns.

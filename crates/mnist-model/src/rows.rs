@@ -83,6 +83,34 @@ pub trait RowSource: Sync {
         let _ = columns;
         self.prefetch(first, n);
     }
+
+    /// A key for rows `first..first + n`, numbered on past the batch as for
+    /// [`prefetch`](Self::prefetch), or `None` when the source cannot tell
+    /// or has no such rows (the default). Keys that compare equal, from
+    /// this source or any other, must mean the same features, bit for bit.
+    ///
+    /// With keys, a step may [`fill`](Self::fill) the next batch's rows
+    /// (rows `len..2 * len`, asked for with the key of `len..2 * len`) and
+    /// compute on them early, at the end of the step before, when that
+    /// batch turns out to be the one whose rows `0..len` have that key and
+    /// the weights have not changed in between. Results are the same, bit
+    /// for bit, with keys or without.
+    fn rows_key(&self, first: usize, n: usize) -> Option<RowsKey> {
+        let _ = (first, n);
+        None
+    }
+}
+
+/// What identifies a block of rows: see [`RowSource::rows_key`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RowsKey(Vec<u64>);
+
+impl RowsKey {
+    /// The key made of `parts`: say, a number naming the data and its
+    /// preprocessing, then the rows' sample indices.
+    pub fn new(parts: impl IntoIterator<Item = u64>) -> Self {
+        RowsKey(parts.into_iter().collect())
+    }
 }
 
 impl<F> RowSource for F

@@ -4,7 +4,7 @@
 use mnist_data::{Dataset, LazyBatch, Loader, LoaderConfig, Preprocess};
 use mnist_model::{
     evaluate, evaluate_cnn, Cnn, CnnTrainer, Evaluation, Init, LinearModel, Mlp, MlpTrainer, Model,
-    RowSource, Sgd, StepScratch,
+    RowSource, RowsKey, Sgd, StepScratch,
 };
 use ndarray::{Array1, Array2};
 use rand::SeedableRng;
@@ -242,6 +242,10 @@ impl RowSource for BatchRows<'_> {
 
     fn prefetch_columns(&self, first: usize, n: usize, columns: std::ops::Range<usize>) {
         self.0.prefetch_columns(first, n, columns);
+    }
+
+    fn rows_key(&self, first: usize, n: usize) -> Option<RowsKey> {
+        self.0.rows_key(first, n).map(RowsKey::new)
     }
 }
 

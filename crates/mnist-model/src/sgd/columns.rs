@@ -26,7 +26,7 @@ use crate::error::Result;
 use crate::kernel;
 use crate::linear::{contiguous, LinearModel};
 use crate::parts::run_parts;
-use crate::rows::RowSource;
+use crate::rows::{RowSource, RowsKey};
 
 /// Batches of at most this many rows are cut by features.
 const MAX_ROWS: usize = 128;
@@ -65,18 +65,49 @@ fn chunks_of(k: usize, chunks: usize) -> Range<usize> {
     k * chunks / PARTS..(k + 1) * chunks / PARTS
 }
 
+/// What a step computed ahead for the next one: every part's features of
+/// the next batch's rows (in its buffer) and its share of their logits (in
+/// the spare shares), from the weights of version `version`, for the
+/// `rows` rows of key `key`.
+#[derive(Debug, Clone)]
+pub(super) struct Ahead {
+    version: u64,
+    rows: usize,
+    key: RowsKey,
+}
+
+/// The buffers of the steps cut by features, kept between steps.
+#[derive(Debug, Default, Clone)]
+pub(super) struct ColumnScratch {
+    /// Each part's buffers.
+    parts: Vec<ColumnBuffers>,
+    /// Each part's share of this batch's logits.
+    shares: Vec<Vec<f32>>,
+    /// Each part's share of the next batch's logits, when computed ahead.
+    next: Vec<Vec<f32>>,
+    /// What `parts` and `next` hold for the next step, if anything.
+    ahead: Option<Ahead>,
+}
+
 /// A step of a batch of at most [`MAX_ROWS`] rows, cut by features, in two
 /// rounds of the parts on up to `threads` threads: each part's share of the
 /// logits; then, in each part, the shares added in part order and turned
 /// into `p - y` (the same bits in every part), its range of the gradient
 /// and of the update. Returns the summed loss and whether every new weight
 /// is finite; the weights are left as they are if the loss is not finite.
+///
+/// When `fill` gives keys to its rows ([`RowSource::rows_key`]), the second
+/// round of each part goes on to the first round of the next batch: it
+/// makes its features of the rows past this batch and computes their share
+/// of the logits from its new weights, which no other part changes. The
+/// next step skips its first round if its rows have that key and the
+/// weights are still those: one hand-over between the threads a step
+/// instead of two, and the same work, so the same bits.
 pub(super) fn in_columns<F>(
     model: &mut LinearModel,
     y: ArrayView2<'_, f32>,
     fill: &F,
-    columns: &mut Vec<ColumnBuffers>,
-    shares: &mut Vec<Vec<f32>>,
+    scratch: &mut ColumnScratch,
     (rule, velocity): (Rule, Option<&mut [f32]>),
     threads: usize,
 ) -> Result<(f64, bool)>
@@ -89,64 +120,100 @@ where
     let ys = contiguous(&y, "target layout")?;
     let chunks = kernel::chunks(features);
     let n = rows * classes;
+    // Computed ahead for these rows and these weights? (The key is asked
+    // for only if something was.)
+    let ready = scratch.ahead.take().is_some_and(|ahead| {
+        ahead.version == model.version()
+            && ahead.rows == rows
+            && fill.rows_key(0, rows).is_some_and(|k| k == ahead.key)
+    });
+    let ColumnScratch {
+        parts: columns,
+        shares,
+        next,
+        ahead,
+    } = scratch;
+    if ready {
+        std::mem::swap(shares, next);
+    }
     columns.resize_with(PARTS, ColumnBuffers::default);
     shares.resize_with(PARTS, Vec::new);
-    for (k, (part, share)) in columns.iter_mut().zip(shares.iter_mut()).enumerate() {
+    next.resize_with(PARTS, Vec::new);
+    for (k, ((part, share), next)) in columns
+        .iter_mut()
+        .zip(shares.iter_mut())
+        .zip(next.iter_mut())
+        .enumerate()
+    {
         let width = chunks_of(k, chunks).len();
         // Written by the part itself, on the thread that runs it.
         part.x.resize(rows * width * kernel::LANES, 0.0);
         part.p.resize(n, 0.0);
         part.grad.resize(width * classes * kernel::LANES, 0.0);
         share.resize(n, 0.0);
+        next.resize(n, 0.0);
     }
     let threads = if rows >= MIN_ROWS_FOR_THREADS {
         threads.clamp(1, PARTS)
     } else {
         1
     };
+    // Part `k`'s features of rows `first..first + rows` into its buffer,
+    // and their share of the logits from `packed`, its range of the
+    // weights; then its features of the rows after them are asked for.
+    let first_round =
+        |k: usize, part: &mut ColumnBuffers, share: &mut [f32], packed: &[f32], first| {
+            let c = chunks_of(k, chunks);
+            let stride = c.len() * kernel::LANES;
+            let cols =
+                (c.start * kernel::LANES).min(features)..(c.end * kernel::LANES).min(features);
+            let x = &mut part.x[..rows * stride];
+            fill.fill_columns(first, x, stride, cols.clone(), features);
+            // The padding must be zero whatever the source wrote there.
+            for row in x.chunks_exact_mut(stride) {
+                row[cols.len()..].fill(0.0);
+            }
+            kernel::run(kernel::Op::Logits {
+                block: kernel::Block {
+                    x,
+                    rows,
+                    chunks: c.len(),
+                    classes,
+                    packed,
+                },
+                out: share,
+            });
+            fill.prefetch_columns(first + rows, rows, cols);
+        };
 
-    // Each part's features of every row, and its share of the logits; then
-    // its features of the next batch's rows are asked for.
-    let packed = model.packed();
-    let mut round: Vec<_> = columns.iter_mut().zip(shares.iter_mut()).collect();
-    run_parts(&mut round, threads, |k, (part, share)| {
-        let c = chunks_of(k, chunks);
-        let stride = c.len() * kernel::LANES;
-        let cols = (c.start * kernel::LANES).min(features)..(c.end * kernel::LANES).min(features);
-        let x = &mut part.x[..rows * stride];
-        fill.fill_columns(0, x, stride, cols.clone(), features);
-        // The padding must be zero whatever the source wrote there.
-        for row in x.chunks_exact_mut(stride) {
-            row[cols.len()..].fill(0.0);
-        }
+    if !ready {
+        let packed = model.packed();
         let lanes = classes * kernel::LANES;
-        kernel::run(kernel::Op::Logits {
-            block: kernel::Block {
-                x,
-                rows,
-                chunks: c.len(),
-                classes,
-                packed: &packed[c.start * lanes..c.end * lanes],
-            },
-            out: share,
+        let mut round: Vec<_> = columns.iter_mut().zip(shares.iter_mut()).collect();
+        run_parts(&mut round, threads, |k, (part, share)| {
+            let c = chunks_of(k, chunks);
+            first_round(k, part, share, &packed[c.start * lanes..c.end * lanes], 0);
         });
-        fill.prefetch_columns(rows, rows, cols);
-    });
+    }
+    // The next batch's rows, if the source can name them.
+    let next_key = fill.rows_key(rows, rows);
 
     // Each part: `p - y` from the shares, its range of the gradient and of
-    // the weights. The update is skipped if the loss is not finite (every
-    // part finds the same loss).
+    // the weights, then (with a key for the next rows) the first round of
+    // the next batch. The update is skipped if the loss is not finite
+    // (every part finds the same loss).
     let shares = &shares[..];
     let mut round = Vec::with_capacity(PARTS);
     let (mut w_rest, mut v_rest) = (model.packed_mut(), velocity);
-    for (k, part) in columns.iter_mut().enumerate() {
+    for (k, (part, next)) in columns.iter_mut().zip(next.iter_mut()).enumerate() {
         let len = chunks_of(k, chunks).len() * classes * kernel::LANES;
         let ((w, v), (wt, vt)) = split_weights(w_rest, v_rest, len);
-        round.push((w, v, part));
+        round.push((w, v, part, next));
         (w_rest, v_rest) = (wt, vt);
     }
     let path = kernel::path();
-    run_parts(&mut round, threads, |k, (w, v, part)| {
+    let look_ahead = next_key.is_some();
+    run_parts(&mut round, threads, |k, (w, v, part, next)| {
         let ColumnBuffers {
             x,
             p,
@@ -187,7 +254,18 @@ where
             fresh: true,
         });
         *finite = update(path, w, v.as_deref_mut(), grad, None, rule);
+        if look_ahead && *finite {
+            first_round(k, part, next, w, rows);
+        }
     });
     let loss = columns[0].loss;
-    Ok((loss, columns.iter().all(|part| part.finite)))
+    let finite = columns.iter().all(|part| part.finite);
+    if let Some(key) = next_key.filter(|_| finite && loss.is_finite()) {
+        *ahead = Some(Ahead {
+            version: model.version(),
+            rows,
+            key,
+        });
+    }
+    Ok((loss, finite))
 }

@@ -10,7 +10,7 @@ mod columns;
 pub use batch::gradient;
 pub(crate) use batch::with_rows;
 use batch::{check_rows, in_parts, PartBuffers};
-use columns::{cut_by_features, in_columns, ColumnBuffers};
+use columns::{cut_by_features, in_columns, ColumnScratch};
 
 use ndarray::{Array2, ArrayView2};
 
@@ -82,10 +82,9 @@ pub(super) enum Rule {
 pub struct StepScratch {
     /// Each part's buffers, for a batch cut by rows.
     parts: Vec<PartBuffers>,
-    /// Each part's buffers, for a batch cut by features.
-    columns: Vec<ColumnBuffers>,
-    /// Each part's share of the logits, for a batch cut by features.
-    shares: Vec<Vec<f32>>,
+    /// The buffers of a batch cut by features, and what the last such
+    /// step computed ahead for the next.
+    columns: ColumnScratch,
 }
 
 impl StepScratch {
@@ -312,8 +311,12 @@ impl Sgd {
     /// [`with_threads`](Self::with_threads)): each half asks
     /// [`fill_columns`](RowSource::fill_columns) for its features of every
     /// row, then [`prefetch_columns`](RowSource::prefetch_columns) for those
-    /// of the next batch. `y_onehot` holds the targets, one row per batch
-    /// row. The same rows give the same result, bit for bit, as
+    /// of the next batch; and when the source names its rows
+    /// ([`rows_key`](RowSource::rows_key)), each half goes on, after its
+    /// update, to fill its features of the next batch's rows and compute
+    /// their share of the logits, which the next step uses if its rows
+    /// have that key and the weights have not changed since.
+    /// `y_onehot` holds the targets, one row per batch row. The same rows give the same result, bit for bit, as
     /// [`step`](Self::step).
     ///
     /// # Errors
@@ -355,7 +358,6 @@ impl Sgd {
                     y_onehot,
                     features,
                     &mut scratch.columns,
-                    &mut scratch.shares,
                     (rule, velocity),
                     self.threads,
                 )?
@@ -1011,6 +1013,111 @@ mod tests {
             .expect("ok");
         let whole = logged.log.into_inner().expect("not poisoned");
         assert!(whole.iter().any(|(fill, ..)| *fill));
+    }
+
+    /// Batches of 64 rows of `x`, the batch starting at row `start`; with
+    /// `keyed`, rows are named by their row of `x`. Logs the first row of
+    /// every fill.
+    struct Windows<'a> {
+        x: &'a Array2<f32>,
+        start: usize,
+        keyed: bool,
+        fills: std::sync::Mutex<Vec<usize>>,
+    }
+
+    impl RowSource for Windows<'_> {
+        fn fill(&self, first: usize, out: &mut [f32], stride: usize) {
+            let features = self.x.ncols();
+            self.fill_columns(first, out, stride, 0..features, features);
+        }
+
+        fn fill_columns(
+            &self,
+            first: usize,
+            out: &mut [f32],
+            stride: usize,
+            columns: std::ops::Range<usize>,
+            _features: usize,
+        ) {
+            for (k, row) in out.chunks_exact_mut(stride).enumerate() {
+                let src = self.x.row(self.start + first + k);
+                for (d, s) in row.iter_mut().zip(src.slice(s![columns.clone()])) {
+                    *d = *s;
+                }
+            }
+            self.fills.lock().expect("not poisoned").push(first);
+        }
+
+        fn rows_key(&self, first: usize, n: usize) -> Option<crate::RowsKey> {
+            let at = self.start + first;
+            (self.keyed && at + n <= self.x.nrows())
+                .then(|| crate::RowsKey::new([at as u64, n as u64]))
+        }
+    }
+
+    #[test]
+    fn steps_computed_ahead_give_the_bits_of_steps_computed_in_turn() {
+        let mut rng = ChaCha8Rng::seed_from_u64(33);
+        let (rows, f, c) = (64, 785, 10);
+        let (w, x, _) = problem(8 * rows, f, c, (0.1, 0.5), &mut rng);
+        let labels = random_labels(x.nrows(), c, &mut rng);
+        let y = one_hot(&labels, c);
+        let start = LinearModel::from_weights(w.view())
+            .expect("ok")
+            .with_head(Head::Softmax);
+        let other = LinearModel::from_weights((&w * 0.5).view())
+            .expect("ok")
+            .with_head(Head::Softmax);
+        // Batches in turn, a batch skipped (its rows are not those computed
+        // ahead), and other weights put in before a step (the shares
+        // computed ahead are stale): `(first row, weights replaced)`.
+        let plan = [
+            (0, false),
+            (64, false),
+            (128, false),
+            (256, false),
+            (320, true),
+            (384, false),
+            (448, false),
+        ];
+        for threads in [1, 2] {
+            let run = |keyed: bool| {
+                let (mut model, mut scratch) = (start.clone(), StepScratch::new());
+                let mut sgd = Sgd::with_momentum(0.9, 1e-3)
+                    .expect("valid")
+                    .with_threads(threads);
+                let mut first_fills = 0;
+                let mut losses = Vec::new();
+                for (at, replace) in plan {
+                    if replace {
+                        model = other.clone();
+                    }
+                    let window = Windows {
+                        x: &x,
+                        start: at,
+                        keyed,
+                        fills: std::sync::Mutex::new(Vec::new()),
+                    };
+                    let y = y.slice(s![at..at + rows, ..]);
+                    let loss = sgd
+                        .step_rows(&mut model, y, &window, 0.1, &mut scratch)
+                        .expect("finite");
+                    losses.push(loss.to_bits());
+                    let fills = window.fills.into_inner().expect("not poisoned");
+                    first_fills += fills.iter().filter(|&&first| first == 0).count();
+                }
+                (model, losses, sgd.velocity(&start), first_fills)
+            };
+            let (ahead, in_turn) = (run(true), run(false));
+            assert!(ahead.0 == in_turn.0, "other weights, {threads} threads");
+            assert_eq!(ahead.1, in_turn.1);
+            assert!(ahead.2 == in_turn.2, "other velocity, {threads} threads");
+            // Without keys, every step makes its rows; with them, only the
+            // first, the one after the skipped batch and the one with other
+            // weights do (two parts each).
+            assert_eq!(in_turn.3, 2 * plan.len());
+            assert_eq!(ahead.3, 2 * 3, "{threads} threads");
+        }
     }
 
     #[test]
