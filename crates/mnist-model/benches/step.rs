@@ -1,13 +1,16 @@
 //! The training kernels at the post's shapes, on synthetic data (no files):
 //! one SGD step on a batch of 512, a step of softmax regression on 64 rows
-//! (on one and two threads), one epoch of 60,000 rows (118 steps, rows
+//! (on one and two threads; on one batch, and on batch after batch with and
+//! without computing ahead on the next as training does), one epoch of 60,000 rows (118 steps, rows
 //! made from bytes block by block as training does), the forward pass and
 //! the evaluation over a test-set-sized input of 10,000 rows.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mnist_model::{evaluate, evaluate_rows, Init, LinearModel, Sgd, StepScratch};
+use mnist_model::{
+    evaluate, evaluate_rows, Init, LinearModel, RowSource, RowsKey, Sgd, StepScratch,
+};
 use ndarray::{s, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -30,6 +33,49 @@ fn inputs(rows: usize, rng: &mut ChaCha8Rng) -> (Array2<f32>, Array2<f32>) {
     });
     let y = Array2::from_shape_fn((rows, CLASSES), |(r, c)| f32::from(r % CLASSES == c));
     (x, y)
+}
+
+/// Batches of softmax regression in the `softmax_step ... rows` benches.
+const WINDOWS: usize = 2;
+
+/// The rows of a matrix (`FEATURES` to a row) from row `start` on, round
+/// and round; with `keyed`, named by their row of the matrix.
+struct Window<'a> {
+    xs: &'a [f32],
+    start: usize,
+    keyed: bool,
+}
+
+impl Window<'_> {
+    /// The row of the matrix that is row `i` here.
+    fn row(&self, i: usize) -> usize {
+        (self.start + i) % (self.xs.len() / FEATURES)
+    }
+}
+
+impl RowSource for Window<'_> {
+    fn fill(&self, first: usize, out: &mut [f32], stride: usize) {
+        self.fill_columns(first, out, stride, 0..FEATURES, FEATURES);
+    }
+
+    fn fill_columns(
+        &self,
+        first: usize,
+        out: &mut [f32],
+        stride: usize,
+        columns: std::ops::Range<usize>,
+        _features: usize,
+    ) {
+        for (k, row) in out.chunks_exact_mut(stride).enumerate() {
+            let at = self.row(first + k) * FEATURES;
+            row[..columns.len()].copy_from_slice(&self.xs[at + columns.start..at + columns.end]);
+        }
+    }
+
+    fn rows_key(&self, first: usize, n: usize) -> Option<RowsKey> {
+        self.keyed
+            .then(|| RowsKey::new((first..first + n).map(|i| self.row(i) as u64)))
+    }
 }
 
 /// The post's features of byte `p`, as a table: `p / 255 - 0.5`.
@@ -74,6 +120,32 @@ fn bench(c: &mut Criterion) {
         group.bench_function(name.as_str(), |b| {
             b.iter(|| sgd.step(&mut softmax, x.view(), y.view(), 1e-6, &mut scratch))
         });
+    }
+    // The same step on rows made on demand, batch after batch, with and
+    // without the rows' keys: with them, as in training, each step also
+    // computes the next batch's share of the logits and the next step
+    // skips its first round (one hand-over between the threads a step,
+    // not two). The batches cycle through two windows of a matrix.
+    let (x_all, y_all) = inputs(WINDOWS * SOFTMAX_BATCH, &mut rng);
+    let xs = x_all.as_slice().expect("standard layout");
+    for keyed in [false, true] {
+        for threads in [1, 2] {
+            let mut sgd = Sgd::with_momentum(0.9, 1e-4)
+                .expect("valid momentum and weight decay")
+                .with_threads(threads);
+            let mut window = 0;
+            let rows = if keyed { "keyed rows" } else { "rows" };
+            let name = format!("64x785x10 {rows}, {threads} thread(s)");
+            group.bench_function(name.as_str(), |b| {
+                b.iter(|| {
+                    let start = window * SOFTMAX_BATCH;
+                    window = (window + 1) % WINDOWS;
+                    let rows = Window { xs, start, keyed };
+                    let y = y_all.slice(s![start..start + SOFTMAX_BATCH, ..]);
+                    sgd.step_rows(&mut softmax, y, &rows, 1e-6, &mut scratch)
+                })
+            });
+        }
     }
     group.finish();
 
