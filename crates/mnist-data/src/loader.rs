@@ -475,12 +475,14 @@ impl LazyBatch<'_> {
     /// `out`, one row every `stride` values, with `n = out.len() / stride`:
     /// the first [`features`](Self::features) values of each row, the rest
     /// untouched. The same values as [`Loader::next_batch`], bit for bit.
+    /// Rows from [`len`](Self::len) on are those of the batches that
+    /// follow in the epoch, numbered on (as for [`prefetch`](Self::prefetch)).
     /// Images are read where the rows are made: ask for them early with
     /// [`prefetch`](Self::prefetch).
     ///
     /// # Panics
     /// When `stride` is smaller than the number of features, `out.len()` is
-    /// not a multiple of it, or the rows run past the end of the batch.
+    /// not a multiple of it, or the rows run past the end of the epoch.
     pub fn features_into(&self, first: usize, out: &mut [f32], stride: usize) {
         self.columns_into(first, out, stride, 0..self.features());
     }
@@ -507,7 +509,7 @@ impl LazyBatch<'_> {
             "columns"
         );
         let n = out.len() / stride;
-        let rows = &self.rows()[first..first + n];
+        let rows = &self.from_here[first..first + n];
         let pixels = self.data.pixels();
         // The bias feature, if any, follows the pixels.
         let pre = Preprocess::new(
@@ -518,19 +520,13 @@ impl LazyBatch<'_> {
         gather(self.data, &pre, rows, out, stride, px);
     }
 
-    /// The dataset indices of the batch's rows and of the rest of the
-    /// epoch's, after them.
-    fn rows(&self) -> &[u32] {
-        self.from_here
-    }
-
     /// A key for rows `first..first + n`, numbered on past the batch as
     /// for [`prefetch`](Self::prefetch): the dataset's
     /// [`id`](Dataset::id), the preprocessing and the rows' sample
     /// indices, so that equal keys mean the same features, bit for bit.
     /// `None` when the epoch has fewer rows.
     pub fn rows_key(&self, first: usize, n: usize) -> Option<Vec<u64>> {
-        let rows = self.rows().get(first..first.checked_add(n)?)?;
+        let rows = self.from_here.get(first..first.checked_add(n)?)?;
         let pre = match self.pre.normalization() {
             Normalization::Centered => 0,
             Normalization::Unit => 1,
@@ -559,7 +555,7 @@ impl LazyBatch<'_> {
     pub fn prefetch_columns(&self, first: usize, n: usize, columns: Range<usize>) {
         let pixels = self.data.pixels();
         let px = columns.start.min(pixels)..columns.end.min(pixels);
-        let rows = self.rows().iter().skip(first).take(n);
+        let rows = self.from_here.iter().skip(first).take(n);
         for &i in rows {
             if let Some(bytes) = self
                 .data

@@ -97,12 +97,13 @@ pub(super) struct ColumnScratch {
 /// is finite; the weights are left as they are if the loss is not finite.
 ///
 /// When `fill` gives keys to its rows ([`RowSource::rows_key`]) and the
-/// step runs on several threads, the second round of each part goes on to the first round of the next batch: it
-/// makes its features of the rows past this batch and computes their share
-/// of the logits from its new weights, which no other part changes. The
-/// next step skips its first round if its rows have that key and the
-/// weights are still those: one hand-over between the threads a step
-/// instead of two, and the same work, so the same bits.
+/// step runs on several threads, the second round of each part goes on to
+/// the first round of the next batch: it makes its features of the rows
+/// past this batch and computes their share of the logits from its new
+/// weights, which no other part changes. The next step skips its first
+/// round if its rows have that key and the weights are still those: one
+/// hand-over between the threads a step instead of two, and the same
+/// work, so the same bits.
 pub(super) fn in_columns<F>(
     model: &mut LinearModel,
     y: ArrayView2<'_, f32>,
