@@ -1,9 +1,10 @@
 //! The training kernels at the post's shapes, on synthetic data (no files):
-//! one SGD step on a batch of 512, a step of softmax regression on 64 rows
-//! (on one and two threads; on one batch, and on batch after batch with and
-//! without computing ahead on the next as training does), one epoch of 60,000 rows (118 steps, rows
-//! made from bytes block by block as training does), the forward pass and
-//! the evaluation over a test-set-sized input of 10,000 rows.
+//! one SGD step on a batch of 512 (on two threads and on one), a step of
+//! softmax regression on 64 rows (on one and two threads; on one batch, and
+//! on batch after batch with and without computing ahead on the next as
+//! training does), one epoch of 60,000 rows (118 steps, rows made from
+//! bytes block by block as training does), the forward pass and the
+//! evaluation over a test-set-sized input of 10,000 rows.
 
 use std::hint::black_box;
 
@@ -99,6 +100,11 @@ fn bench(c: &mut Criterion) {
     group.bench_function("512x785x10", |b| {
         // A tiny rate keeps the weights finite however many iterations run.
         b.iter(|| sgd.step(&mut model, x.view(), y.view(), 1e-6, &mut scratch))
+    });
+    // One thread: the kernels alone, without the other core's timing.
+    let mut one = Sgd::default().with_threads(1);
+    group.bench_function("512x785x10 1 thread", |b| {
+        b.iter(|| one.step(&mut model, x.view(), y.view(), 1e-6, &mut scratch))
     });
     group.finish();
     eprintln!(

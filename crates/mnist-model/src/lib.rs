@@ -43,6 +43,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod aligned;
 mod background;
 mod cnn;
 mod error;

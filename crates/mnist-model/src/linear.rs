@@ -6,6 +6,7 @@ use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use rand::Rng;
 use rand_distr::StandardNormal;
 
+use crate::aligned::Floats;
 use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::kernel;
@@ -43,7 +44,7 @@ pub struct LinearModel {
     classes: usize,
     head: Head,
     /// `[chunk][class][lane]`, zero beyond `features` (see `kernel`).
-    packed: Vec<f32>,
+    packed: Floats,
     /// Names these weights: a fresh number from [`fresh_version`] whenever
     /// they are made or may change, so that two models of the same
     /// version (a model and its clone) hold the same weights. A step that
@@ -88,7 +89,7 @@ impl LinearModel {
             features,
             classes,
             head: Head::Sigmoid,
-            packed: vec![0.0; kernel::packed_len(features, classes)],
+            packed: Floats::zeros(kernel::packed_len(features, classes)),
             version: fresh_version(),
         };
         match init {
@@ -121,7 +122,7 @@ impl LinearModel {
     pub fn from_weights(weights: ArrayView2<'_, f32>) -> Result<Self> {
         let (features, classes) = weights.dim();
         check_dims(features, classes)?;
-        let mut packed = vec![0.0; kernel::packed_len(features, classes)];
+        let mut packed = Floats::zeros(kernel::packed_len(features, classes));
         for ((f, c), &w) in weights.indexed_iter() {
             if !w.is_finite() {
                 return Err(Error::NonFiniteWeight {

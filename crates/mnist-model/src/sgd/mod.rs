@@ -14,6 +14,7 @@ use columns::{cut_by_features, in_columns, ColumnScratch};
 
 use ndarray::{Array2, ArrayView2};
 
+use crate::aligned::Floats;
 use crate::error::{Error, Result};
 use crate::kernel;
 use crate::linear::LinearModel;
@@ -42,7 +43,7 @@ pub struct Sgd {
     weight_decay: f32,
     /// The velocity in the kernels' packed layout; empty until the first
     /// step with momentum.
-    velocity: Vec<f32>,
+    velocity: Floats,
     /// The most threads a step runs on.
     threads: usize,
 }
@@ -54,7 +55,7 @@ impl Default for Sgd {
             nominal_batch: Some(512),
             momentum: 0.0,
             weight_decay: 0.0,
-            velocity: Vec::new(),
+            velocity: Floats::default(),
             threads: crate::parts::default_threads(),
         }
     }
@@ -208,7 +209,7 @@ impl Sgd {
                 found: velocity.len(),
             });
         }
-        let mut packed = vec![0.0; kernel::packed_len(features, classes)];
+        let mut packed = Floats::zeros(kernel::packed_len(features, classes));
         for ((f, c), &v) in velocity.indexed_iter() {
             if !v.is_finite() {
                 return Err(Error::NonFiniteWeight {
@@ -347,9 +348,9 @@ impl Sgd {
             Rule::Momentum { .. } => {
                 let len = kernel::packed_len(model.features(), model.classes());
                 if self.velocity.len() != len {
-                    self.velocity = vec![0.0; len];
+                    self.velocity = Floats::zeros(len);
                 }
-                Some(self.velocity.as_mut_slice())
+                Some(&mut self.velocity[..])
             }
         };
         let (loss_sum, weights_finite) =
