@@ -86,7 +86,7 @@ pub fn table(results: &Results, options: &Options) -> String {
         let _ = match results.peak_flops {
             Some(peak) => writeln!(
                 out,
-                ": {:.1}% of this machine's FMA peak with those instructions ({:.1} GFLOP/s on all cores, measured after the runs)",
+                ": {:.1}% of this machine's FMA peak with those instructions ({:.1} GFLOP/s on all cores, the higher of two measurements, after the first run and after the last)",
                 100.0 * reached / peak,
                 peak / 1e9
             ),
@@ -226,7 +226,7 @@ pub fn preset_table(results: &Results, options: &Options, info: &PresetInfo) -> 
         info.cpu_model.as_deref().unwrap_or("unknown"),
         match (results.peak_flops, info.peak_kernel) {
             (Some(p), Some(k)) => format!(
-                "{:.1} GFLOP/s on {} core(s) with {k}, the widest FMAs of this CPU (measured after the runs)",
+                "{:.1} GFLOP/s on {} core(s) with {k}, the widest FMAs of this CPU (the higher of two measurements, before the runs and after them)",
                 p / 1e9,
                 info.threads
             ),

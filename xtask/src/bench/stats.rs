@@ -141,8 +141,8 @@ pub struct Results {
     /// The kernel path this build's runs took and their FLOPs, where the
     /// report tells them (the post's linear model).
     pub work: Option<Work>,
-    /// The FMA peak of all cores with that path's instructions, FLOP/s,
-    /// measured after the runs.
+    /// The FMA peak of all cores with that path's instructions, FLOP/s:
+    /// the higher of two measurements, one early and one after the runs.
     pub peak_flops: Option<f64>,
 }
 
