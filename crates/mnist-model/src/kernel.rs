@@ -25,8 +25,10 @@
 
 use crate::head::{softmax_residuals, Head};
 use crate::loss::block_loss;
+#[cfg(target_arch = "aarch64")]
+use crate::loss::block_loss_neon;
 #[cfg(target_arch = "x86_64")]
-use crate::loss::block_loss_avx512;
+use crate::loss::{block_loss_avx2, block_loss_avx512};
 use crate::rows::RowSource;
 use crate::sigmoid::sigmoid_in_place;
 
@@ -456,7 +458,9 @@ unsafe fn execute_avx512(op: Op<'_>) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn execute_avx2(op: Op<'_>) {
-    execute_body!(op, avx2, block_loss)
+    // SAFETY: this function's callers guarantee avx2.
+    let loss = |p: &[f32], y: &[f32]| unsafe { block_loss_avx2(p, y) };
+    execute_body!(op, avx2, loss)
 }
 
 /// # Safety
@@ -464,9 +468,10 @@ unsafe fn execute_avx2(op: Op<'_>) {
 #[cfg(target_arch = "aarch64")]
 #[target_feature(enable = "neon")]
 unsafe fn execute_neon(op: Op<'_>) {
-    // SAFETY: the `neon` functions need nothing but neon, which this
-    // function's callers guarantee.
-    unsafe { execute_body!(op, neon, block_loss) }
+    // SAFETY: the `neon` functions and the loss need nothing but neon,
+    // which this function's callers guarantee.
+    let loss = |p: &[f32], y: &[f32]| unsafe { block_loss_neon(p, y) };
+    unsafe { execute_body!(op, neon, loss) }
 }
 
 /// The environment variable that forces a code path: `avx512`, `avx2`,
