@@ -6,13 +6,18 @@
 //! multiply-adds. The allocator aligns a `Vec<f32>` to 16 bytes only, so
 //! each of those loads could straddle two cache lines (the weights of a
 //! model started 48 bytes into a line in a run of the post's training).
-//! The weights and their velocity live in these buffers instead: 20
-//! interleaved runs of `mnist train --seed 0`, three series, were 2 to 3%
-//! faster (2-core Zen 4, AVX-512), with the same bits.
+//! The weights live in these buffers instead: 20 interleaved runs of
+//! `mnist train --seed 0`, three series, were 2 to 3% faster (2-core Zen
+//! 4, AVX-512), with the same bits. Twenty epochs of `--preset softmax`
+//! went the other way, 2 to 3% slower in two series of 12 (faster in 2
+//! of 12 each); the post's run is the one kept fast.
 //!
-//! The blocks of rows and the gradients stay in `Vec`s: aligning them as
-//! well measured slower in the same series (3 to 4% against the weights
-//! alone aligned), for a reason not found.
+//! Other buffers stay in `Vec`s, where aligning them measured slower too,
+//! in interleaved runs on the same machine, for reasons not found: the
+//! blocks of rows and the gradients (3 to 4% on the post's run, against
+//! the weights alone aligned; rows placed 0 bytes into a line were 8%
+//! slower than rows placed 16, 32 or 48 bytes in), and the velocity (1 to
+//! 2% on the softmax runs).
 
 use std::ops::{Deref, DerefMut};
 

@@ -14,7 +14,6 @@ use columns::{cut_by_features, in_columns, ColumnScratch};
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::aligned::Floats;
 use crate::error::{Error, Result};
 use crate::kernel;
 use crate::linear::LinearModel;
@@ -43,7 +42,7 @@ pub struct Sgd {
     weight_decay: f32,
     /// The velocity in the kernels' packed layout; empty until the first
     /// step with momentum.
-    velocity: Floats,
+    velocity: Vec<f32>,
     /// The most threads a step runs on.
     threads: usize,
 }
@@ -55,7 +54,7 @@ impl Default for Sgd {
             nominal_batch: Some(512),
             momentum: 0.0,
             weight_decay: 0.0,
-            velocity: Floats::default(),
+            velocity: Vec::new(),
             threads: crate::parts::default_threads(),
         }
     }
@@ -209,7 +208,7 @@ impl Sgd {
                 found: velocity.len(),
             });
         }
-        let mut packed = Floats::zeros(kernel::packed_len(features, classes));
+        let mut packed = vec![0.0; kernel::packed_len(features, classes)];
         for ((f, c), &v) in velocity.indexed_iter() {
             if !v.is_finite() {
                 return Err(Error::NonFiniteWeight {
@@ -348,9 +347,9 @@ impl Sgd {
             Rule::Momentum { .. } => {
                 let len = kernel::packed_len(model.features(), model.classes());
                 if self.velocity.len() != len {
-                    self.velocity = Floats::zeros(len);
+                    self.velocity = vec![0.0; len];
                 }
-                Some(&mut self.velocity[..])
+                Some(self.velocity.as_mut_slice())
             }
         };
         let (loss_sum, weights_finite) =
