@@ -23,7 +23,7 @@ const CHAINS: usize = 12;
 
 /// FLOP/s (two per fused multiply-add) of `threads` threads running the
 /// FMA instructions of `kernel` (a kernel path's reported name), the best
-/// of [`PASSES`] passes; `None` for a path without SIMD FMAs, or one this
+/// of `PASSES` passes; `None` for a path without SIMD FMAs, or one this
 /// CPU lacks.
 pub fn flops(kernel: &str, threads: usize) -> Option<f64> {
     let lanes = lanes(kernel)?;
