@@ -14,7 +14,7 @@ const ROUNDS: u64 = 2_000_000;
 /// Timed passes, of which the best counts. On a shared virtual machine a
 /// core is now and then taken away for milliseconds; a pass that loses one
 /// measures half the peak, and with three passes all three once did (115
-/// of about 225 GFLOP/s on two Zen 4 cores), which made a run look faster
+/// of about 230 GFLOP/s on two Zen 4 cores), which made a run look faster
 /// than the peak. Twenty take about 0.15 s.
 const PASSES: usize = 20;
 /// Chains: more than an FMA's latency times the FMA units (AVX2 has 16

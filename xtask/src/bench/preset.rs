@@ -73,7 +73,10 @@ pub(super) fn run(options: &Options) -> anyhow::Result<Results> {
     ];
     // Measured before the runs and after them, the higher counting: the
     // machine's speed moves, and a low peak would flatter the runs.
-    let first_peak = peak::widest_kernel().and_then(|kernel| peak::flops(kernel, threads));
+    info.peak_kernel = peak::widest_kernel();
+    let first_peak = info
+        .peak_kernel
+        .and_then(|kernel| peak::flops(kernel, threads));
     for run in 1..=options.runs {
         let sample = run_trainer(&trainer, Impl::Rust, options, run, &report, &extra);
         if results.work.is_none() {
@@ -112,7 +115,6 @@ pub(super) fn run(options: &Options) -> anyhow::Result<Results> {
     if evaluated == Some(0) {
         eprintln!("bench: the runs evaluated no test set after each epoch; the FLOPs leave it out");
     }
-    info.peak_kernel = peak::widest_kernel();
     if let Some(kernel) = info.peak_kernel {
         eprintln!("bench: measuring the FMA peak of {threads} core(s) with {kernel}");
         results.peak_flops = peak::higher(peak::flops(kernel, threads), first_peak);
