@@ -11,6 +11,11 @@
 //! weights. Only the shares of the logits (a few KiB) cross between the
 //! threads.
 //!
+//! On several threads each part also keeps its own copy of its range of
+//! the weights, kept between steps: it updates and reads that copy, and
+//! writes the new values into the model once a step (see
+//! [`ColumnScratch`]).
+//!
 //! Steps of SGD on the mean gradient take this cut (see
 //! [`cut_by_features`]). The cut depends on the model alone ([`PARTS`] parts of whole chunks),
 //! the shares are added in part order, and the update is weight by weight:
@@ -22,6 +27,7 @@ use ndarray::ArrayView2;
 
 use super::batch::{check_targets, MIN_ROWS_FOR_THREADS};
 use super::{split_weights, update, Rule};
+use crate::aligned::Floats;
 use crate::error::Result;
 use crate::kernel;
 use crate::linear::{contiguous, LinearModel};
@@ -49,13 +55,15 @@ pub(super) fn cut_by_features(rule: Rule, rows: usize, features: usize) -> bool 
 /// One part's buffers: its features of every row (a row every
 /// `chunks * LANES` values), the sum of the shares of the logits turned into
 /// `p - y` (`rows x classes`: every part computes it, the same bits), its
-/// range of the gradient (packed), the loss and whether its new weights are
+/// range of the gradient (packed), its own copy of its range of the
+/// weights (on several threads), the loss and whether its new weights are
 /// finite.
 #[derive(Debug, Default, Clone)]
 pub(super) struct ColumnBuffers {
     x: Vec<f32>,
     p: Vec<f32>,
     grad: Vec<f32>,
+    weights: Floats,
     loss: f64,
     finite: bool,
 }
@@ -77,6 +85,22 @@ pub(super) struct Ahead {
 }
 
 /// The buffers of the steps cut by features, kept between steps.
+///
+/// On several threads, each part updates and reads its own copy of its
+/// range of the weights (`ColumnBuffers::weights`, a separate allocation),
+/// and writes the new values into the model after its update: the model's
+/// weights are then only written, once a step, in one pass. Updated in
+/// place in the model, the upper part's range ran its update two to three
+/// times slower than the lower part's (a 2-core Zen 4 under KVM: 3,600
+/// against 1,300 cycles for 4,000 weights, timed in the step; writing the
+/// range's lines before the update cost the difference, so they were not
+/// the part's own; which access of the other core took them was not
+/// found). With the copies, `mnist train --preset softmax --seed 0` took
+/// 0.986, 0.974 and 0.972 of the time (three interleaved series of 12
+/// runs, faster in 7, 8 and 10 of them). The copies hold the same values
+/// as the model, so the bits are the same; they are used while the
+/// model's weights keep the version they had after the step that wrote
+/// them, and taken from the model again otherwise.
 #[derive(Debug, Default, Clone)]
 pub(super) struct ColumnScratch {
     /// Each part's buffers.
@@ -87,6 +111,9 @@ pub(super) struct ColumnScratch {
     next: Vec<Vec<f32>>,
     /// What `parts` and `next` hold for the next step, if anything.
     ahead: Option<Ahead>,
+    /// The version of the model's weights that the parts' copies hold, if
+    /// they hold any.
+    copies: Option<u64>,
 }
 
 /// A step of a batch of at most [`MAX_ROWS`] rows, cut by features, in two
@@ -133,7 +160,11 @@ where
         shares,
         next,
         ahead,
+        copies,
     } = scratch;
+    // The parts' copies of the weights are the model's? (Asked before
+    // the weights take a new version for this step's update.)
+    let copied = copies.take() == Some(model.version());
     if ready {
         std::mem::swap(shares, next);
     }
@@ -162,30 +193,28 @@ where
     // Part `k`'s features of rows `first..first + rows` into its buffer,
     // and their share of the logits from `packed`, its range of the
     // weights; then its features of the rows after them are asked for.
-    let first_round =
-        |k: usize, part: &mut ColumnBuffers, share: &mut [f32], packed: &[f32], first| {
-            let c = chunks_of(k, chunks);
-            let stride = c.len() * kernel::LANES;
-            let cols =
-                (c.start * kernel::LANES).min(features)..(c.end * kernel::LANES).min(features);
-            let x = &mut part.x[..rows * stride];
-            fill.fill_columns(first, x, stride, cols.clone(), features);
-            // The padding must be zero whatever the source wrote there.
-            for row in x.chunks_exact_mut(stride) {
-                row[cols.len()..].fill(0.0);
-            }
-            kernel::run(kernel::Op::Logits {
-                block: kernel::Block {
-                    x,
-                    rows,
-                    chunks: c.len(),
-                    classes,
-                    packed,
-                },
-                out: share,
-            });
-            fill.prefetch_columns(first + rows, rows, cols);
-        };
+    let first_round = |k: usize, x: &mut [f32], share: &mut [f32], packed: &[f32], first| {
+        let c = chunks_of(k, chunks);
+        let stride = c.len() * kernel::LANES;
+        let cols = (c.start * kernel::LANES).min(features)..(c.end * kernel::LANES).min(features);
+        let x = &mut x[..rows * stride];
+        fill.fill_columns(first, x, stride, cols.clone(), features);
+        // The padding must be zero whatever the source wrote there.
+        for row in x.chunks_exact_mut(stride) {
+            row[cols.len()..].fill(0.0);
+        }
+        kernel::run(kernel::Op::Logits {
+            block: kernel::Block {
+                x,
+                rows,
+                chunks: c.len(),
+                classes,
+                packed,
+            },
+            out: share,
+        });
+        fill.prefetch_columns(first + rows, rows, cols);
+    };
 
     if !ready {
         let packed = model.packed();
@@ -193,7 +222,13 @@ where
         let mut round: Vec<_> = columns.iter_mut().zip(shares.iter_mut()).collect();
         run_parts(&mut round, threads, |k, (part, share)| {
             let c = chunks_of(k, chunks);
-            first_round(k, part, share, &packed[c.start * lanes..c.end * lanes], 0);
+            first_round(
+                k,
+                &mut part.x,
+                share,
+                &packed[c.start * lanes..c.end * lanes],
+                0,
+            );
         });
     }
     // The next batch's rows, if the source can name them and the step
@@ -221,11 +256,15 @@ where
     }
     let path = kernel::path();
     let look_ahead = next_key.is_some();
+    // Each part's own copy of its weights, on several threads (see
+    // `ColumnScratch`).
+    let own_copies = threads > 1;
     run_parts(&mut round, threads, |k, (w, v, part, next)| {
         let ColumnBuffers {
             x,
             p,
             grad,
+            weights,
             loss,
             finite,
         } = &mut **part;
@@ -261,13 +300,27 @@ where
             grad,
             fresh: true,
         });
-        *finite = update(path, w, v.as_deref_mut(), grad, None, rule);
+        let w: &[f32] = if own_copies {
+            if !copied {
+                weights.resize(w.len(), 0.0);
+                weights.copy_from_slice(w);
+            }
+            *finite = update(path, weights, v.as_deref_mut(), grad, None, rule);
+            w.copy_from_slice(weights);
+            weights
+        } else {
+            *finite = update(path, w, v.as_deref_mut(), grad, None, rule);
+            w
+        };
         if look_ahead && *finite {
-            first_round(k, part, next, w, rows);
+            first_round(k, x, next, w, rows);
         }
     });
     let loss = columns[0].loss;
     let finite = columns.iter().all(|part| part.finite);
+    if own_copies && finite && loss.is_finite() {
+        *copies = Some(model.version());
+    }
     if let Some(key) = next_key.filter(|_| finite && loss.is_finite()) {
         *ahead = Some(Ahead {
             version: model.version(),

@@ -1224,6 +1224,51 @@ mod tests {
     }
 
     #[test]
+    fn weights_put_in_between_steps_replace_the_parts_copies() {
+        // On several threads, each half of a step cut by features keeps a
+        // copy of its weights between steps; other weights put in must
+        // replace it, as on one thread, which keeps none.
+        let mut rng = ChaCha8Rng::seed_from_u64(34);
+        let (w, x, y) = problem(64, 785, 10, (0.1, 0.5), &mut rng);
+        let start = LinearModel::from_weights(w.view())
+            .expect("ok")
+            .with_head(Head::Softmax);
+        let other = LinearModel::from_weights((&w * 0.5).view())
+            .expect("ok")
+            .with_head(Head::Softmax);
+        let run = |threads: usize| {
+            let (mut model, mut scratch) = (start.clone(), StepScratch::new());
+            let mut sgd = Sgd::with_momentum(0.9, 1e-3)
+                .expect("valid")
+                .with_threads(threads);
+            let mut kept = start.clone();
+            let mut losses = Vec::new();
+            for step in 0..8 {
+                match step {
+                    2 => model = other.clone(),
+                    4 => kept = model.clone(),
+                    // Back to weights of before: a clone of an earlier
+                    // model, with that model's version.
+                    6 => model = kept.clone(),
+                    _ => {}
+                }
+                let loss = sgd
+                    .step(&mut model, x.view(), y.view(), 0.1, &mut scratch)
+                    .expect("finite");
+                losses.push(loss.to_bits());
+            }
+            (model, losses, sgd.velocity(&start))
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            let many = run(threads);
+            assert!(many.0 == one.0, "other weights on {threads} threads");
+            assert_eq!(many.1, one.1, "{threads} threads");
+            assert!(many.2 == one.2, "other velocity on {threads} threads");
+        }
+    }
+
+    #[test]
     fn small_batches_cut_by_features_give_the_same_bits_on_any_threads() {
         let mut rng = ChaCha8Rng::seed_from_u64(20);
         // Two halves of 25 chunks, on two threads; halves of one and two
