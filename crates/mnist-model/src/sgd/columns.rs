@@ -6,10 +6,16 @@
 //! updated weight for the next forward pass. Cut by features instead, a
 //! part owns a fixed range of the weights (and of the velocity and the
 //! gradient): it makes those features of every row and computes their
-//! share of the logits; then it adds the shares, turns them into `p - y`
-//! itself, computes its range of the gradient and updates its range of the
-//! weights. Only the shares of the logits (a few KiB) cross between the
-//! threads.
+//! share of the logits; then it adds the shares, turns them into `p - y`,
+//! computes its range of the gradient and updates its range of the
+//! weights. Only the shares of the logits and `p - y` (a few KiB each)
+//! cross between the threads.
+//!
+//! Every part needs `p - y` of every row. Each computes that of its own
+//! rows first and hands it over; of the other parts' rows it takes what
+//! was handed over already and computes the rest itself (the same bits
+//! either way), so no part ever waits for another and, on time, none
+//! computes the softmax of more than its own rows.
 //!
 //! On several threads each part also keeps its own copy of its range of
 //! the weights, kept between steps: it updates and reads that copy, and
@@ -22,6 +28,7 @@
 //! the same bits on any number of threads.
 
 use std::ops::Range;
+use std::sync::{Mutex, PoisonError};
 
 use ndarray::ArrayView2;
 
@@ -54,7 +61,8 @@ pub(super) fn cut_by_features(rule: Rule, rows: usize, features: usize) -> bool 
 
 /// One part's buffers: its features of every row (a row every
 /// `chunks * LANES` values), the sum of the shares of the logits turned into
-/// `p - y` (`rows x classes`: every part computes it, the same bits), its
+/// `p - y` (`rows x classes`: every part holds all of it, the same bits,
+/// computed there or handed over), its
 /// range of the gradient (packed), its own copy of its range of the
 /// weights (on several threads), the loss and whether its new weights are
 /// finite.
@@ -71,6 +79,33 @@ pub(super) struct ColumnBuffers {
 /// The chunks of part `k` of a model of `chunks` chunks.
 fn chunks_of(k: usize, chunks: usize) -> Range<usize> {
     k * chunks / PARTS..(k + 1) * chunks / PARTS
+}
+
+/// The rows whose `p - y` part `k` of a batch of `rows` rows computes
+/// first and hands to the others.
+fn rows_of(k: usize, rows: usize) -> Range<usize> {
+    k * rows / PARTS..(k + 1) * rows / PARTS
+}
+
+/// What a part hands to the others: `p - y` of its rows and their loss,
+/// for the step numbered `step`.
+#[derive(Debug, Default)]
+struct Handed {
+    z: Vec<f32>,
+    loss: f64,
+    step: u64,
+}
+
+/// A place for each part to hand its rows over (see
+/// [`in_columns`]). A clone starts empty: what the places hold is good
+/// for one step only.
+#[derive(Debug, Default)]
+pub(super) struct Handovers(Vec<Mutex<Handed>>);
+
+impl Clone for Handovers {
+    fn clone(&self) -> Self {
+        Handovers::default()
+    }
 }
 
 /// What a step computed ahead for the next one: every part's features of
@@ -114,14 +149,29 @@ pub(super) struct ColumnScratch {
     /// The version of the model's weights that the parts' copies hold, if
     /// they hold any.
     copies: Option<u64>,
+    /// The parts' rows of `p - y`, handed over, and the number of the
+    /// step they are of (steps are numbered from 1).
+    handovers: Handovers,
+    step: u64,
 }
 
 /// A step of a batch of at most [`MAX_ROWS`] rows, cut by features, in two
 /// rounds of the parts on up to `threads` threads: each part's share of the
 /// logits; then, in each part, the shares added in part order and turned
 /// into `p - y` (the same bits in every part), its range of the gradient
-/// and of the update. Returns the summed loss and whether every new weight
+/// and of the update. Returns the loss (summed over each part's rows in
+/// turn, and those sums added in part order) and whether every new weight
 /// is finite; the weights are left as they are if the loss is not finite.
+///
+/// `p - y` of each part's rows ([`rows_of`]) is computed by that part and
+/// handed over ([`Handovers`], a lock each: the first part takes what the
+/// second handed over if it is there when asked for, without waiting, and
+/// makes it otherwise); each part adds its range of the gradient row by
+/// row in order, the rows of one part after another's. The residuals of a
+/// row are a function of its logits and targets alone, so taken or made
+/// they have the same bits. Measured against computing every row in every
+/// part (`mnist train --preset softmax --seed 0`, 10 interleaved runs, a
+/// 2-core Zen 4): 0.948 of the time, faster in 8 of 10.
 ///
 /// When `fill` gives keys to its rows ([`RowSource::rows_key`]) and the
 /// step runs on several threads, the second round of each part goes on to
@@ -161,7 +211,13 @@ where
         next,
         ahead,
         copies,
+        handovers,
+        step,
     } = scratch;
+    *step += 1;
+    let step = *step;
+    handovers.0.resize_with(PARTS, Mutex::default);
+    let handovers = &handovers.0[..];
     // The parts' copies of the weights are the model's? (Asked before
     // the weights take a new version for this step's update.)
     let copied = copies.take() == Some(model.version());
@@ -274,32 +330,70 @@ where
                 *z += s;
             }
         }
+        // `p - y` of rows `r` in place, and their loss: the same bits
+        // whichever part computes them.
+        let residuals = |p: &mut [f32], r: &Range<usize>| {
+            let mut loss = 0.0;
+            // Through the kernels: compiled for this CPU's fused
+            // multiply-add.
+            kernel::run(kernel::Op::Residuals {
+                head,
+                classes,
+                z: &mut p[r.start * classes..r.end * classes],
+                y: &ys[r.start * classes..r.end * classes],
+                loss: &mut loss,
+            });
+            loss
+        };
+        // This part's rows first, handed over at once; then every part's
+        // rows in order, each taken from its part if handed over for this
+        // step already, made here otherwise (never waited for), and their
+        // share of the gradient added in row order.
+        let own = rows_of(k, rows);
+        let own_loss = residuals(p, &own);
+        {
+            let mut handed = handovers[k].lock().unwrap_or_else(PoisonError::into_inner);
+            handed.z.clear();
+            handed
+                .z
+                .extend_from_slice(&p[own.start * classes..own.end * classes]);
+            (handed.loss, handed.step) = (own_loss, step);
+        }
+        let stride = chunks_of(k, chunks).len() * kernel::LANES;
         *loss = 0.0;
-        // Through the kernels: compiled for this CPU's fused multiply-add.
-        kernel::run(kernel::Op::Residuals {
-            head,
-            classes,
-            z: p,
-            y: &ys[..n],
-            loss,
-        });
+        for (j, handover) in handovers.iter().enumerate() {
+            let r = rows_of(j, rows);
+            let zr = r.start * classes..r.end * classes;
+            let taken = if j == k {
+                Some(own_loss)
+            } else {
+                match handover.try_lock() {
+                    Ok(handed) if handed.step == step => {
+                        p[zr.clone()].copy_from_slice(&handed.z);
+                        Some(handed.loss)
+                    }
+                    _ => None,
+                }
+            };
+            *loss += taken.unwrap_or_else(|| residuals(p, &r));
+            kernel::run(kernel::Op::Gradient {
+                // The gradient reads no weights.
+                block: kernel::Block {
+                    x: &x[r.start * stride..r.end * stride],
+                    rows: r.len(),
+                    chunks: chunks_of(k, chunks).len(),
+                    classes,
+                    packed: &[],
+                },
+                g: &p[zr],
+                grad,
+                fresh: j == 0,
+            });
+        }
         *finite = true;
         if !loss.is_finite() {
             return;
         }
-        kernel::run(kernel::Op::Gradient {
-            // The gradient reads no weights.
-            block: kernel::Block {
-                x,
-                rows,
-                chunks: chunks_of(k, chunks).len(),
-                classes,
-                packed: &[],
-            },
-            g: p,
-            grad,
-            fresh: true,
-        });
         let w: &[f32] = if own_copies {
             if !copied {
                 weights.resize(w.len(), 0.0);
