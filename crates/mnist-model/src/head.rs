@@ -2,7 +2,7 @@
 //! probabilities, and which loss the training minimises.
 
 use crate::loss::bce_row_label;
-use crate::sigmoid::{exp_nonpositive, sigmoid_in_place};
+use crate::sigmoid::{exp_nonpositive, ln, sigmoid_in_place};
 
 /// How a model turns its last layer's outputs (the logits) into
 /// probabilities. The post's model has the sigmoid head; every other preset
@@ -61,7 +61,7 @@ impl Head {
             Head::Sigmoid => bce_row_label(p, label),
             Head::Softmax => {
                 let pl = p.get(label).copied().unwrap_or(f32::NAN);
-                -f64::from(pl.max(f32::MIN_POSITIVE)).ln()
+                -ln(f64::from(pl.max(f32::MIN_POSITIVE)))
             }
         }
     }
@@ -167,8 +167,11 @@ fn softmax_rows(z: &mut [f32], classes: usize, y: Option<&[f32]>, loss: &mut f64
             }
         }
         if yg.is_some() {
+            // The logarithms of every lane at once (vectorised), then
+            // added row after row.
+            let ln_sum: [f64; LANES] = std::array::from_fn(|l| ln(sum[l]));
             for l in 0..rows {
-                *loss += mass[l] * (sum[l].ln() + max[l]) - dot[l];
+                *loss += mass[l] * (ln_sum[l] + max[l]) - dot[l];
             }
         }
         // `p`, rounded once, then `p - y` in `f32` (the targets widened
@@ -255,7 +258,7 @@ mod tests {
             for v in zr.iter_mut() {
                 *v = (exp_nonpositive(f64::from(*v) - max) / sum) as f32;
             }
-            *loss += mass * (sum.ln() + max) - dot;
+            *loss += mass * (ln(sum) + max) - dot;
             for (v, &yv) in zr.iter_mut().zip(yr) {
                 *v -= yv;
             }

@@ -3,6 +3,7 @@
 use ndarray::ArrayView2;
 
 use crate::error::{Error, Result};
+use crate::sigmoid::ln;
 
 /// Probabilities are clipped to `[PROB_CLIP, 1 - PROB_CLIP]` before the
 /// logarithm, so a confident wrong answer costs at most `-ln(1e-4) ≈ 9.21`.
@@ -15,12 +16,12 @@ pub const PROB_CLIP: f64 = 1e-4;
 pub(crate) fn bce_term(p: f32, y: f32) -> f64 {
     let p = f64::from(p).clamp(PROB_CLIP, 1.0 - PROB_CLIP);
     if y == 1.0 {
-        -p.ln()
+        -ln(p)
     } else if y == 0.0 {
-        -(1.0 - p).ln()
+        -ln(1.0 - p)
     } else {
         let y = f64::from(y);
-        -(y * p.ln() + (1.0 - y) * (1.0 - p).ln())
+        -(y * ln(p) + (1.0 - y) * ln(1.0 - p))
     }
 }
 
@@ -88,7 +89,7 @@ impl<const L: usize> LossSum<L> {
     /// Moves the products' logarithms into the sum, in order.
     fn flush(&mut self) {
         for q in &mut self.products {
-            self.sum -= q.ln();
+            self.sum -= ln(*q);
             *q = 1.0;
         }
         self.terms = 0;
@@ -176,7 +177,7 @@ pub(crate) fn lanes_loss(p: &[f32], y: &[f32]) -> Option<f64> {
     }
     let mut sum = 0.0f64;
     for q in products {
-        sum -= q.ln();
+        sum -= ln(q);
     }
     Some(sum)
 }
@@ -289,7 +290,7 @@ fn wide_loss(p: &[f32], y: &[f32]) -> Option<f64> {
     unsafe { _mm512_storeu_pd(lanes.as_mut_ptr(), products) };
     let mut sum = 0.0f64;
     for q in lanes {
-        sum -= q.ln();
+        sum -= ln(q);
     }
     Some(sum)
 }

@@ -12,6 +12,12 @@
 //! `f64` pipeline is accurate to a few `f64` ulps, so the `f32` result is
 //! the correctly rounded logistic except when the exact value lies within
 //! about `1e-16` (relative) of a rounding boundary.
+//!
+//! The losses' natural logarithm, [`ln`], is the crate's own too, for the
+//! same reason: the C library's `log` is not the same function everywhere
+//! (glibc on x86-64 even picks one of two versions by whether the CPU has
+//! FMA), so a loss taken through it could differ in its last bits from one
+//! machine to another.
 
 // The two parts of `ln 2` are written with the digits of their classic
 // published form, more than an `f64` holds.
@@ -45,6 +51,60 @@ const COEFFS: [f64; 13] = [
     1.0,
     1.0,
 ];
+
+/// `2^54`, which makes a subnormal `f64` normal.
+const TWO_54: f64 = 18_014_398_509_481_984.0;
+/// The coefficients of `ln` in `s = f / (2 + f)`: `ln((1 + s) / (1 - s)) =
+/// 2s + s R(s^2)`, `R(z) ~ LG1 z + LG2 z^2 + ... + LG7 z^7`, with an error
+/// below `2^-58.45` on the interval used (the classic published minimax
+/// fit).
+const LG1: f64 = 6.666_666_666_666_735_130e-1;
+const LG2: f64 = 3.999_999_999_940_941_908e-1;
+const LG3: f64 = 2.857_142_874_366_239_149e-1;
+const LG4: f64 = 2.222_219_843_214_978_396e-1;
+const LG5: f64 = 1.818_357_216_161_805_012e-1;
+const LG6: f64 = 1.531_383_769_920_937_332e-1;
+const LG7: f64 = 1.479_819_860_511_658_591e-1;
+
+/// The natural logarithm, within one `f64` ulp, with the same bits on
+/// every platform and code path: `x = 2^k m` with `m` in `[sqrt(1/2),
+/// sqrt(2))`, `f = m - 1` (exact), `s = f / (2 + f)`, `ln m = f - (f^2/2 -
+/// s (f^2/2 + R(s^2)))`, and `k ln 2` added in two parts; only IEEE
+/// additions, multiplications and one division, each rounded once, no
+/// branch (the special cases are selected). `ln 0 = -inf`, `ln inf = inf`,
+/// and NaN for NaN and negative inputs.
+#[inline(always)]
+pub(crate) fn ln(x: f64) -> f64 {
+    let subnormal = x < f64::MIN_POSITIVE;
+    let y = if subnormal { x * TWO_54 } else { x };
+    let bits = y.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i64 - if subnormal { 1023 + 54 } else { 1023 };
+    // `m` in `[1, 2)`, halved (exactly) at `sqrt(2)` and above.
+    let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    let halve = m >= std::f64::consts::SQRT_2;
+    let (m, k) = if halve {
+        (m * 0.5, exponent + 1)
+    } else {
+        (m, exponent)
+    };
+    let f = m - 1.0;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let r = z * (LG1 + w * (LG3 + w * (LG5 + w * LG7))) + w * (LG2 + w * (LG4 + w * LG6));
+    let hfsq = 0.5 * f * f;
+    let k = k as f64;
+    let v = k * LN2_HI - ((hfsq - (s * (hfsq + r) + k * LN2_LO)) - f);
+    if x > 0.0 && x < f64::INFINITY {
+        v
+    } else if x == 0.0 {
+        f64::NEG_INFINITY
+    } else if x == f64::INFINITY {
+        x
+    } else {
+        f64::NAN
+    }
+}
 
 /// `e^x` for `x <= 0` (or NaN), with the bits promised above: values
 /// below `FLOOR` give `e^FLOOR`, under half the smallest `f32` subnormal.
@@ -89,6 +149,55 @@ pub(crate) fn sigmoid_in_place(z: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How many `f64`s lie between `a` and `b` (both positive, finite).
+    fn ulps(a: f64, b: f64) -> u64 {
+        a.to_bits().abs_diff(b.to_bits())
+    }
+
+    #[test]
+    fn ln_is_within_one_ulp_of_the_c_library_s() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut worst = 0;
+        let mut check = |x: f64| {
+            let (got, want) = (ln(x), x.ln());
+            let d = if got == want {
+                0
+            } else if got.signum() == want.signum() {
+                ulps(got.abs(), want.abs())
+            } else {
+                u64::MAX
+            };
+            assert!(d <= 1, "ln({x:e}) = {got:e}, the C library's {want:e}");
+            worst = worst.max(d);
+        };
+        // Every binade, subnormals included; near 1 on both sides; the
+        // softmax's sums (1 to the number of classes) densely.
+        for _ in 0..200_000 {
+            check(f64::from_bits(rng.gen_range(1..0x7ff0_0000_0000_0000u64)));
+            check(1.0 + rng.gen_range(-1e-3..1e-3));
+            check(rng.gen_range(1.0..32.0));
+        }
+        for x in [
+            1.0,
+            2.0,
+            0.5,
+            std::f64::consts::SQRT_2,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            5e-324,
+        ] {
+            check(x);
+        }
+        assert_eq!(ln(1.0).to_bits(), 0.0f64.to_bits());
+        assert_eq!(ln(0.0), f64::NEG_INFINITY);
+        assert_eq!(ln(-0.0), f64::NEG_INFINITY);
+        assert_eq!(ln(f64::INFINITY), f64::INFINITY);
+        assert!(ln(f64::NAN).is_nan() && ln(-1.0).is_nan() && ln(f64::NEG_INFINITY).is_nan());
+        // Most values agree to the bit.
+        assert!(worst <= 1);
+    }
 
     /// The logistic function through the C library's `f64` `exp`, rounded
     /// once: a reference accurate to about one `f64` ulp.

@@ -38,6 +38,7 @@ use crate::head::Head;
 use crate::metrics::{check_labels, ConfusionMatrix, Evaluation};
 use crate::mlp::{activate, argmax_rows, Dense};
 use crate::parts::{default_threads, run_parts};
+use crate::sigmoid::ln;
 
 /// The model-file version of convolutional networks.
 pub const CNN_VERSION: u64 = 3;
@@ -323,7 +324,7 @@ impl Cnn {
         let mut loss = 0.0f64;
         Zip::from(&work.p).and(&y).for_each(|&p, &y| {
             if y != 0.0 {
-                loss -= f64::from(y) * f64::from(p).max(f64::from(f32::MIN_POSITIVE)).ln();
+                loss -= f64::from(y) * ln(f64::from(p).max(f64::from(f32::MIN_POSITIVE)));
             }
         });
         work.loss = loss;
@@ -493,7 +494,7 @@ pub fn evaluate_cnn(model: &Cnn, x: ArrayView2<'_, f32>, labels: &[u8]) -> Resul
             let first = start + i * PART;
             for (row, p) in work.p.rows().into_iter().enumerate() {
                 let label = usize::from(labels[first + row]);
-                loss_sum -= f64::from(p[label]).max(f64::from(f32::MIN_POSITIVE)).ln();
+                loss_sum -= ln(f64::from(p[label]).max(f64::from(f32::MIN_POSITIVE)));
             }
             predicted.extend(argmax_rows(work.p.view()));
         }
@@ -542,7 +543,7 @@ mod tests {
         let mut total = 0.0;
         Zip::from(&work.p).and(y).for_each(|&p, &y| {
             if y != 0.0 {
-                total -= f64::from(p).ln();
+                total -= ln(f64::from(p));
             }
         });
         total / x.nrows() as f64

@@ -29,7 +29,7 @@ use crate::head::Head;
 use crate::loss::PROB_CLIP;
 use crate::metrics::{check_labels, ConfusionMatrix, Evaluation};
 use crate::parts::{default_threads, run_parts};
-use crate::sigmoid::sigmoid;
+use crate::sigmoid::{ln, sigmoid};
 
 /// One fully connected layer: `x W + b`, `W` of shape `(inputs, outputs)`.
 #[derive(Debug, Clone, PartialEq)]
@@ -286,11 +286,11 @@ impl Mlp {
             Head::Sigmoid => Zip::from(&p).and(&y).for_each(|&p, &y| {
                 let p = f64::from(p).clamp(PROB_CLIP, 1.0 - PROB_CLIP);
                 let y = f64::from(y);
-                total -= y * p.ln() + (1.0 - y) * (1.0 - p).ln();
+                total -= y * ln(p) + (1.0 - y) * ln(1.0 - p);
             }),
             Head::Softmax => Zip::from(&p).and(&y).for_each(|&p, &y| {
                 if y != 0.0 {
-                    total -= f64::from(y) * f64::from(p).max(f64::from(f32::MIN_POSITIVE)).ln();
+                    total -= f64::from(y) * ln(f64::from(p).max(f64::from(f32::MIN_POSITIVE)));
                 }
             }),
         }
@@ -469,7 +469,7 @@ mod tests {
         let loss = labels
             .iter()
             .zip(p.rows())
-            .map(|(&l, p)| -f64::from(p[usize::from(l)]).ln())
+            .map(|(&l, p)| -ln(f64::from(p[usize::from(l)])))
             .sum::<f64>()
             / n as f64;
         assert!((e.loss - loss).abs() < 1e-6, "{} vs {loss}", e.loss);
