@@ -29,7 +29,7 @@ use crate::head::Head;
 use crate::loss::PROB_CLIP;
 use crate::metrics::{check_labels, ConfusionMatrix, Evaluation};
 use crate::parts::{default_threads, run_parts};
-use crate::sigmoid::{ln, sigmoid};
+use crate::sigmoid::ln;
 
 /// One fully connected layer: `x W + b`, `W` of shape `(inputs, outputs)`.
 #[derive(Debug, Clone, PartialEq)]
@@ -298,17 +298,24 @@ impl Mlp {
     }
 }
 
-/// Applies the head to the logits in place.
+/// Applies the head to the logits in place, by the crate's own logistic
+/// function and exponential ([`Head::activate_rows`]): the same bits on
+/// every platform, whatever the C library's `expf` (an `f32` exponential
+/// differs between C libraries, and glibc picks one of two by whether the
+/// CPU has FMA).
 pub(crate) fn activate(head: Head, mut z: ArrayViewMut2<'_, f32>) {
-    match head {
-        Head::Sigmoid => z.mapv_inplace(sigmoid),
-        Head::Softmax => {
-            for mut row in z.rows_mut() {
-                let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                row.mapv_inplace(|v| (v - max).exp());
-                let sum = row.sum();
-                row.mapv_inplace(|v| v / sum);
-            }
+    let classes = z.ncols();
+    if let Some(values) = z.as_slice_mut() {
+        head.activate_rows(values, classes);
+        return;
+    }
+    let mut values = Vec::with_capacity(classes);
+    for mut row in z.rows_mut() {
+        values.clear();
+        values.extend(row.iter().copied());
+        head.activate_rows(&mut values, classes);
+        for (v, &a) in row.iter_mut().zip(&values) {
+            *v = a;
         }
     }
 }
@@ -416,6 +423,33 @@ impl EvalChunk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_head_gives_the_same_bits_to_strided_and_contiguous_logits() {
+        // Logits wide apart, small and large, so that the softmax's sum
+        // and maximum matter; every other column of a wider array is a
+        // strided view.
+        let z = Array2::from_shape_fn((7, 10), |(r, c)| {
+            ((r * 10 + c) as f32 * 0.37).sin() * (1.0 + 20.0 * r as f32)
+        });
+        for head in [Head::Softmax, Head::Sigmoid] {
+            let mut contiguous = z.clone();
+            activate(head, contiguous.view_mut());
+            let mut rows = z.as_slice().expect("standard layout").to_vec();
+            head.activate_rows(&mut rows, 10);
+            assert_eq!(contiguous.as_slice().expect("standard layout"), &rows[..]);
+            let mut wide = Array2::zeros((7, 20));
+            wide.slice_mut(s![.., ..;2]).assign(&z);
+            let mut strided = wide.slice_mut(s![.., ..;2]);
+            assert!(strided.as_slice_mut().is_none());
+            activate(head, strided.view_mut());
+            let same = contiguous
+                .iter()
+                .zip(strided.iter())
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{head}");
+        }
+    }
 
     #[test]
     fn three_layers_are_refused_by_count() {
