@@ -1056,6 +1056,16 @@ mod tests {
         }
     }
 
+    /// Softmax models of weights `w` and of `w / 2`.
+    fn softmax_and_halved(w: &Array2<f32>) -> (LinearModel, LinearModel) {
+        let model = |w: &Array2<f32>| {
+            LinearModel::from_weights(w.view())
+                .expect("ok")
+                .with_head(Head::Softmax)
+        };
+        (model(w), model(&(w * 0.5)))
+    }
+
     #[test]
     fn steps_computed_ahead_give_the_bits_of_steps_computed_in_turn() {
         let mut rng = ChaCha8Rng::seed_from_u64(33);
@@ -1063,12 +1073,7 @@ mod tests {
         let (w, x, _) = problem(8 * rows, f, c, (0.1, 0.5), &mut rng);
         let labels = random_labels(x.nrows(), c, &mut rng);
         let y = one_hot(&labels, c);
-        let start = LinearModel::from_weights(w.view())
-            .expect("ok")
-            .with_head(Head::Softmax);
-        let other = LinearModel::from_weights((&w * 0.5).view())
-            .expect("ok")
-            .with_head(Head::Softmax);
+        let (start, other) = softmax_and_halved(&w);
         // Batches in turn, a batch skipped (its rows are not those computed
         // ahead), and other weights put in before a step (the shares
         // computed ahead are stale): `(first row, weights replaced)`.
@@ -1230,12 +1235,7 @@ mod tests {
         // replace it, as on one thread, which keeps none.
         let mut rng = ChaCha8Rng::seed_from_u64(34);
         let (w, x, y) = problem(64, 785, 10, (0.1, 0.5), &mut rng);
-        let start = LinearModel::from_weights(w.view())
-            .expect("ok")
-            .with_head(Head::Softmax);
-        let other = LinearModel::from_weights((&w * 0.5).view())
-            .expect("ok")
-            .with_head(Head::Softmax);
+        let (start, other) = softmax_and_halved(&w);
         let run = |threads: usize| {
             let (mut model, mut scratch) = (start.clone(), StepScratch::new());
             let mut sgd = Sgd::with_momentum(0.9, 1e-3)
