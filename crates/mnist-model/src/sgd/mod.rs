@@ -1272,8 +1272,9 @@ mod tests {
     fn small_batches_cut_by_features_give_the_same_bits_on_any_threads() {
         let mut rng = ChaCha8Rng::seed_from_u64(20);
         // Two halves of 25 chunks, on two threads; halves of one and two
-        // chunks; a batch too small for a second thread.
-        for (rows, f) in [(64, 785), (100, 37), (13, 785)] {
+        // chunks; batches too small for a second thread (the smallest
+        // leaves the first part no rows of its own).
+        for (rows, f) in [(64, 785), (100, 37), (13, 785), (3, 37), (1, 785)] {
             let rule = Sgd::with_momentum(0.9, 1e-3)
                 .expect("valid")
                 .rule(rows, 0.1);
@@ -1403,8 +1404,9 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(77);
         let (features, classes) = (40, 7);
         let (w, _, _) = problem(1, features, classes, (0.3, 1.0), &mut rng);
-        // A full batch, one above the threads' threshold, and a short one.
-        let batches: Vec<_> = [64, 130, 9]
+        // A full batch, one above the threads' threshold, short ones (a
+        // single row leaves the first part no rows of its own).
+        let batches: Vec<_> = [64, 130, 9, 1, 3]
             .into_iter()
             .map(|rows| {
                 let (_, x, y) = problem(rows, features, classes, (0.3, 1.0), &mut rng);
