@@ -13,10 +13,10 @@
 //!   part is claimed by taking the next index from an atomic counter, so
 //!   each index (and lock) goes to exactly one thread and the lock is
 //!   never contended. Everything else `f` sees is shared (`Sync`) and read
-//!   only, or (a step cut by features handing over its rows'
-//!   residuals: `sgd::columns`) behind a lock that a part only tries,
-//!   making what it would take there when it finds nothing, so that no
-//!   result depends on which. On two threads the second is the pool's persistent helper
+//!   only, or (a step cut by features handing over its rows' residuals:
+//!   `sgd::columns`) behind a lock that a part only tries, making what it
+//!   would take there when it finds nothing, so that no result depends on
+//!   which. On two threads the second is the pool's persistent helper
 //!   (`pool::join`, which waits for it or takes the work back before
 //!   returning); on more, a rayon pool of that many threads, kept for the
 //!   process, whose `scope` returns only when every part is done. Either

@@ -435,6 +435,7 @@ mod tests {
         for head in [Head::Softmax, Head::Sigmoid] {
             let mut contiguous = z.clone();
             activate(head, contiguous.view_mut());
+            // The linear models' head, not the C library's `expf`.
             let mut rows = z.as_slice().expect("standard layout").to_vec();
             head.activate_rows(&mut rows, 10);
             assert_eq!(contiguous.as_slice().expect("standard layout"), &rows[..]);

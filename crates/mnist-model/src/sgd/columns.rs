@@ -164,9 +164,9 @@ pub(super) struct ColumnScratch {
 /// is finite; the weights are left as they are if the loss is not finite.
 ///
 /// `p - y` of each part's rows ([`rows_of`]) is computed by that part and
-/// handed over ([`Handovers`], a lock each: the first part takes what the
-/// second handed over if it is there when asked for, without waiting, and
-/// makes it otherwise); each part adds its range of the gradient row by
+/// handed over ([`Handovers`], a lock each: each part takes what another
+/// handed over if it is there when asked for, without waiting, and makes
+/// it otherwise); each part adds its range of the gradient row by
 /// row in order, the rows of one part after another's. The residuals of a
 /// row are a function of its logits and targets alone, so taken or made
 /// they have the same bits; a part adds the shares of the rows it
@@ -343,8 +343,8 @@ where
             kernel::run(kernel::Op::Residuals {
                 head,
                 classes,
-                z: &mut p[r.start * classes..r.end * classes],
-                y: &ys[r.start * classes..r.end * classes],
+                z: &mut p[z.clone()],
+                y: &ys[z],
                 loss: &mut loss,
             });
             loss
