@@ -19,6 +19,7 @@ use ndarray::{s, Array1, Array2, ArrayView2, ArrayViewMut2, Zip};
 use super::{Mlp, Work};
 use crate::error::{Error, Result};
 use crate::gemm::product;
+use crate::kernel;
 use crate::optim::{
     check_optimiser, check_step, check_velocity, update_bias, update_weight, Rates,
 };
@@ -212,7 +213,17 @@ impl Run<'_> {
     /// Each value's gradient `(parts[0] + parts[1] + ...) * scale`, the
     /// parts in their order, then its momentum update; a block at a time
     /// so that the sums stay in the L1 cache.
-    fn update<'w>(&mut self, works: &'w [PartWork], scale: f32, rates: Rates) {
+    fn update(&mut self, works: &[PartWork], scale: f32, rates: Rates) {
+        kernel::compiled_for(
+            kernel::path(),
+            #[inline(always)]
+            || self.update_here(works, scale, rates),
+        )
+    }
+
+    /// [`update`](Self::update), compiled for the caller's instruction set.
+    #[inline(always)]
+    fn update_here<'w>(&mut self, works: &'w [PartWork], scale: f32, rates: Rates) {
         const BLOCK: usize = 1024;
         let mut sum = [0.0f32; BLOCK];
         let (values, velocity) = (&mut *self.values, &mut *self.velocity);
@@ -279,7 +290,11 @@ impl PartWork {
         self.loss = net.loss_sum(dz.view(), y);
         // For both heads the gradient at the logits is p - y (summed over
         // the rows, not averaged).
-        Zip::from(&mut dz).and(&y).for_each(|d, &y| *d -= y);
+        kernel::compiled_for(
+            kernel::path(),
+            #[inline(always)]
+            || Zip::from(&mut dz).and(&y).for_each(|d, &y| *d -= y),
+        );
         let dz = self.forward.p.slice(s![..rows, ..]);
         match net.layers.as_slice() {
             [_, out] => {
@@ -309,10 +324,16 @@ impl PartWork {
 
 /// `sums[j] = a[0, j] + a[1, j] + ...`, the rows added in their order.
 fn column_sums(a: ArrayView2<'_, f32>, sums: &mut Array1<f32>) {
-    sums.fill(0.0);
-    for row in a.rows() {
-        *sums += &row;
-    }
+    kernel::compiled_for(
+        kernel::path(),
+        #[inline(always)]
+        || {
+            sums.fill(0.0);
+            for row in a.rows() {
+                *sums += &row;
+            }
+        },
+    )
 }
 
 /// The ReLU's backward pass in one sweep: zeroes `dh` where the unit was
@@ -325,13 +346,19 @@ fn relu_backward(mut dh: ArrayViewMut2<'_, f32>, h: ArrayView2<'_, f32>, sums: &
         unreachable!("the hidden layer's buffers are contiguous")
     };
     let units = sums.len();
-    for (d, h) in dh.chunks_exact_mut(units).zip(h.chunks_exact(units)) {
-        for ((d, &h), s) in d.iter_mut().zip(h).zip(sums.iter_mut()) {
-            let masked = if h <= 0.0 { 0.0 } else { *d };
-            *d = masked;
-            *s += masked;
-        }
-    }
+    kernel::compiled_for(
+        kernel::path(),
+        #[inline(always)]
+        || {
+            for (d, h) in dh.chunks_exact_mut(units).zip(h.chunks_exact(units)) {
+                for ((d, &h), s) in d.iter_mut().zip(h).zip(sums.iter_mut()) {
+                    let masked = if h <= 0.0 { 0.0 } else { *d };
+                    *d = masked;
+                    *s += masked;
+                }
+            }
+        },
+    )
 }
 
 #[cfg(test)]
