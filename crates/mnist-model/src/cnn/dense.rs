@@ -62,12 +62,28 @@ impl Dense {
                 found: dout.nrows(),
             });
         }
+        self.backward_given(x, dout, dw, db, dx.map(|dx| (dx, w.t())))
+    }
+
+    /// [`backward`](Self::backward) with the transposed weights given
+    /// along with `dx` (`W^T`, in any layout: a standard one saves the
+    /// product a copy; the same bits either way). The shapes must have been
+    /// checked.
+    pub(crate) fn backward_given(
+        &self,
+        x: ArrayView2<'_, f32>,
+        dout: ArrayView2<'_, f32>,
+        dw: &mut Array2<f32>,
+        db: &mut Array1<f32>,
+        dx: Option<(&mut Array2<f32>, ArrayView2<'_, f32>)>,
+    ) -> Result<()> {
+        let w = self.weights();
         fit(dw, w.nrows(), w.ncols());
         product(x.t(), dout, dw.view_mut());
         *db = dout.sum_axis(Axis(0));
-        if let Some(dx) = dx {
+        if let Some((dx, wt)) = dx {
             fit(dx, x.nrows(), w.nrows());
-            product(dout, w.t(), dx.view_mut());
+            product(dout, wt, dx.view_mut());
         }
         Ok(())
     }

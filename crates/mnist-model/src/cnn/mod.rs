@@ -310,15 +310,30 @@ impl Cnn {
         Ok(())
     }
 
+    /// The dense layers' weights transposed into `out`, in standard
+    /// layout, one array a layer (their backward passes multiply by `W^T`:
+    /// each part's product would otherwise copy it).
+    fn transpose_dense(&self, out: &mut Vec<Array2<f32>>) {
+        out.resize_with(self.dense.len(), || Array2::zeros((0, 0)));
+        for (t, layer) in out.iter_mut().zip(&self.dense) {
+            let w = layer.weights();
+            fit(t, w.ncols(), w.nrows());
+            t.assign(&w.t());
+        }
+    }
+
     /// The gradient of the part's summed loss times `scale` (one over the
     /// whole batch's rows), into `work.grads` (convolutions first), and the
-    /// part's summed loss into `work.loss`.
+    /// part's summed loss into `work.loss`. `transposed` holds the dense
+    /// layers' weights transposed, in standard layout (made once a step
+    /// for all the parts, see [`transpose_dense`](Self::transpose_dense)).
     fn backward(
         &self,
         x: ArrayView2<'_, f32>,
         y: ArrayView2<'_, f32>,
         scale: f32,
         work: &mut PartWork,
+        transposed: &[Array2<f32>],
     ) -> Result<()> {
         let n = x.nrows();
         let mut loss = 0.0f64;
@@ -349,7 +364,8 @@ impl Cnn {
             };
             let (below, above) = work.back.split_at_mut(l + 1);
             let (gw, gb) = &mut work.grads[convs + l];
-            layer.backward(input, above[0].view(), gw, gb, Some(&mut below[l]))?;
+            let dx = (&mut below[l], transposed[l].view());
+            layer.backward_given(input, above[0].view(), gw, gb, Some(dx))?;
             if l > 0 {
                 Relu.backward(input, below[l].view_mut())?;
             }
@@ -584,7 +600,9 @@ mod tests {
         let (x, y) = batch(5, 10, 3, 2);
         let mut work = PartWork::default();
         net.forward(x.view(), &mut work).unwrap();
-        net.backward(x.view(), y.view(), 1.0 / 5.0, &mut work)
+        let mut transposed = Vec::new();
+        net.transpose_dense(&mut transposed);
+        net.backward(x.view(), y.view(), 1.0 / 5.0, &mut work, &transposed)
             .unwrap();
         let grads = work.grads.clone();
         let eps = 1e-3f32;

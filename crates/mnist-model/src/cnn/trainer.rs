@@ -22,6 +22,8 @@ pub struct CnnTrainer {
     threads: usize,
     velocity: Vec<(Array2<f32>, Array1<f32>)>,
     works: Vec<PartWork>,
+    /// The dense layers' weights transposed, made once a step.
+    transposed: Vec<Array2<f32>>,
 }
 
 impl CnnTrainer {
@@ -42,6 +44,7 @@ impl CnnTrainer {
                 .map(|(w, b)| (Array2::zeros(w.raw_dim()), Array1::zeros(b.len())))
                 .collect(),
             works: Vec::new(),
+            transposed: Vec::new(),
         })
     }
 
@@ -76,12 +79,14 @@ impl CnnTrainer {
             .resize_with(self.works.len().max(parts), PartWork::default);
         let scale = 1.0 / n as f32;
         let net = &*model;
+        net.transpose_dense(&mut self.transposed);
+        let transposed = &self.transposed[..];
         run_parts(&mut self.works[..parts], self.threads, |i, work| {
             let rows = part_rows(i, n);
             let xs = x.slice(s![rows.clone(), ..]);
             work.status = net
                 .forward(xs, work)
-                .and_then(|()| net.backward(xs, y.slice(s![rows, ..]), scale, work));
+                .and_then(|()| net.backward(xs, y.slice(s![rows, ..]), scale, work, transposed));
         });
         for work in &mut self.works[..parts] {
             std::mem::replace(&mut work.status, Ok(()))?;
