@@ -1008,8 +1008,8 @@ mod avx512 {
             }
         }
         // Raw pointers, their bounds checked once above (as in
-        // `logits_rows`).
-        // (Computed without indexing: with no rows, `x` and `g` are empty.)
+        // `logits_rows`), computed without indexing: with no rows, `x` and
+        // `g` are empty.
         let (xp, gp) = (
             x.as_ptr().wrapping_add(i * LANES),
             g.as_ptr().wrapping_add(cg),
