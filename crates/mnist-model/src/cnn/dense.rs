@@ -67,8 +67,9 @@ impl Dense {
 
     /// [`backward`](Self::backward) with the transposed weights given
     /// along with `dx` (`W^T`, in any layout: a standard one saves the
-    /// product a copy; the same bits either way). The shapes must have been
-    /// checked.
+    /// product a copy; the same bits either way). The shapes are not
+    /// checked here: the network passes its own buffers, and a mismatch
+    /// would panic in the product.
     pub(crate) fn backward_given(
         &self,
         x: ArrayView2<'_, f32>,
