@@ -105,12 +105,19 @@ impl Dense {
     /// the product.
     fn forward_into(&self, x: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>, relu: bool) {
         product(x, self.w.view(), out.view_mut());
-        for mut row in out.rows_mut() {
-            for (v, &b) in row.iter_mut().zip(&self.b) {
-                let z = *v + b;
-                *v = if relu { z.max(0.0) } else { z };
-            }
-        }
+        // Compiled for the kernels' instruction set, as `activate` is.
+        kernel::compiled_for(
+            kernel::path(),
+            #[inline(always)]
+            || {
+                Zip::from(out.rows_mut()).for_each(|mut row| {
+                    Zip::from(&mut row).and(&self.b).for_each(|v, &b| {
+                        let z = *v + b;
+                        *v = if relu { z.max(0.0) } else { z };
+                    })
+                })
+            },
+        );
     }
 }
 
