@@ -152,9 +152,10 @@ impl Learner {
                 let rows = BatchRows(batch);
                 sgd.step_rows(model, batch.y, &rows, lr, scratch)
             }),
+            // Each part of the step makes its own rows, on its thread.
             Learner::Network { model, trainer } => loader
-                .next_batch()
-                .map(|batch| trainer.step(&mut *model, batch.x, batch.y, lr)),
+                .next_lazy()
+                .map(|batch| trainer.step_rows(&mut *model, &BatchRows(batch), batch.y, lr)),
             Learner::Cnn { model, trainer } => loader
                 .next_batch()
                 .map(|batch| trainer.step(&mut *model, batch.x, batch.y, lr)),

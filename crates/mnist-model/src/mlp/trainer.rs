@@ -24,6 +24,7 @@ use crate::optim::{
     check_optimiser, check_step, check_velocity, update_bias, update_weight, Rates,
 };
 use crate::parts::{default_threads, run_parts};
+use crate::rows::RowSource;
 
 /// Rows of a batch in one part of a step: the unit of work handed to a
 /// thread, and of the fixed order in which gradients are added up.
@@ -54,10 +55,18 @@ pub struct MlpTrainer {
     works: Vec<PartWork>,
 }
 
-/// The buffers of one part: its forward pass, the gradient at its hidden
-/// layer, and its gradients (sums over its rows).
+/// The inputs of a step: a matrix of rows, or rows made by each part.
+enum Input<'a> {
+    Matrix(ArrayView2<'a, f32>),
+    Rows(&'a (dyn RowSource + 'a)),
+}
+
+/// The buffers of one part: its rows (when it makes them), its forward
+/// pass, the gradient at its hidden layer, and its gradients (sums over
+/// its rows).
 #[derive(Debug)]
 struct PartWork {
+    x: Vec<f32>,
     forward: Work,
     dh: Array2<f32>,
     grads: Vec<(Array2<f32>, Array1<f32>)>,
@@ -106,17 +115,61 @@ impl MlpTrainer {
         lr: f32,
     ) -> Result<f64> {
         model.check_input(&x)?;
-        check_step(&y, x.nrows(), model.classes(), lr)?;
-        let n = x.nrows();
+        self.step_on(model, Input::Matrix(x), y, lr)
+    }
+
+    /// [`step`](Self::step) on the `y.nrows()` rows that `fill` makes
+    /// (rows `0..`, each of the model's features): each part makes its
+    /// own rows, on its thread, just before it uses them. The same values,
+    /// bit for bit, as [`step`](Self::step) on those rows.
+    ///
+    /// # Errors
+    /// As [`step`](Self::step).
+    pub fn step_rows(
+        &mut self,
+        model: &mut Mlp,
+        fill: &dyn RowSource,
+        y: ArrayView2<'_, f32>,
+        lr: f32,
+    ) -> Result<f64> {
+        self.step_on(model, Input::Rows(fill), y, lr)
+    }
+
+    fn step_on(
+        &mut self,
+        model: &mut Mlp,
+        x: Input<'_>,
+        y: ArrayView2<'_, f32>,
+        lr: f32,
+    ) -> Result<f64> {
+        let n = y.nrows();
+        if let Input::Matrix(x) = &x {
+            check_step(&y, x.nrows(), model.classes(), lr)?;
+        } else {
+            check_step(&y, n, model.classes(), lr)?;
+        }
         let parts = n.div_ceil(PART_ROWS);
         while self.works.len() < parts {
             self.works.push(PartWork::new(model));
         }
         let works = &mut self.works[..parts];
         let net = &*model;
+        let features = net.features();
         run_parts(works, self.threads, |i, work| {
             let rows = part_rows(i, n);
-            work.gradient(net, x.slice(s![rows.clone(), ..]), y.slice(s![rows, ..]));
+            let y = y.slice(s![rows.clone(), ..]);
+            match &x {
+                Input::Matrix(x) => work.gradient(net, x.slice(s![rows, ..]), y),
+                Input::Rows(fill) => {
+                    let mut xs = std::mem::take(&mut work.x);
+                    xs.resize(rows.len() * features, 0.0);
+                    fill.fill(rows.start, &mut xs, features);
+                    let view = ArrayView2::from_shape((rows.len(), features), &xs[..])
+                        .unwrap_or_else(|_| unreachable!("the buffer holds rows x features"));
+                    work.gradient(net, view, y);
+                    work.x = xs;
+                }
+            }
         });
         // Everything below adds the parts in their order.
         let works = &self.works[..parts];
@@ -274,6 +327,7 @@ fn flat<D: ndarray::Dimension>(a: &mut ndarray::Array<f32, D>) -> &mut [f32] {
 impl PartWork {
     fn new(model: &Mlp) -> Self {
         Self {
+            x: Vec::new(),
             forward: Work::default(),
             dh: Array2::zeros((0, 0)),
             grads: zeros_like(model),
@@ -529,6 +583,39 @@ mod tests {
                 assert!(
                     other == &trained[0],
                     "{head} {hidden:?}: threads changed the bits"
+                );
+            }
+        }
+    }
+
+    /// Rows made by the parts (`step_rows`) give the bits of the same
+    /// rows as a matrix (`step`), on one thread and on several.
+    #[test]
+    fn rows_made_by_the_parts_give_the_matrix_bits() {
+        let (x, y, _) = blobs(2 * PART_ROWS + 5);
+        let fill = |first: usize, out: &mut [f32], stride: usize| {
+            for (r, row) in out.chunks_exact_mut(stride).enumerate() {
+                row.copy_from_slice(&x.row(first + r).to_vec());
+            }
+        };
+        for hidden in [Some(16), None] {
+            let start = Mlp::new(6, hidden, 4, Head::Softmax, false, &mut rng()).unwrap();
+            let mut want = start.clone();
+            let mut t = MlpTrainer::new(&want, 0.9, 1e-3).unwrap();
+            for _ in 0..3 {
+                t.step(&mut want, x.view(), y.view(), 0.05).unwrap();
+            }
+            for threads in [1, 2, 3] {
+                let mut m = start.clone();
+                let mut tr = MlpTrainer::new(&m, 0.9, 1e-3)
+                    .unwrap()
+                    .with_threads(threads);
+                for _ in 0..3 {
+                    tr.step_rows(&mut m, &fill, y.view(), 0.05).unwrap();
+                }
+                assert!(
+                    bits(&m, &tr) == bits(&want, &t),
+                    "{hidden:?}, {threads} threads"
                 );
             }
         }
