@@ -247,9 +247,6 @@ mod simd {
     /// panel would fit.
     const CHUNK: usize = 8192;
 
-    /// The widest panel of any path: 4 vectors of 16 lanes.
-    const PANEL_COLS: usize = 64;
-
     /// A chunk of `b`, packed for a panel.
     #[repr(C, align(64))]
     struct Packed([f32; CHUNK]);
@@ -283,7 +280,7 @@ mod simd {
             panels: [$(($cols:expr, $r:literal, $v:literal)),*],
             tail: ($tr:literal),
         ) => {
-            use super::{Chunk, Mats, Packed, CHUNK, PANEL_COLS};
+            use super::{Chunk, Mats, Packed, CHUNK};
 
             /// `c = a b`.
             ///
@@ -326,8 +323,9 @@ mod simd {
             #[target_feature(enable = $feature)]
             unsafe fn panel<const R: usize, const V: usize>(m: &Mats, j: usize, mask: $mask) {
                 let all = $mk($lanes);
+                // At most 64 columns (4 vectors of 16 lanes): at least
+                // 128 inner terms a chunk.
                 let width = $lanes * V;
-                debug_assert!(width <= PANEL_COLS, "{width} columns in a panel");
                 let pack = m.m > R && m.k * m.ldb > CHUNK / 2;
                 let mut buf = std::mem::MaybeUninit::<Packed>::uninit();
                 let packed = buf.as_mut_ptr().cast::<f32>();
@@ -337,8 +335,8 @@ mod simd {
                     // SAFETY: rows p0..p0 + k of `b` are within its k rows,
                     // and its columns j.. within n where the lanes are
                     // masked in; the buffer holds k <= CHUNK / width rows
-                    // of `width` <= PANEL_COLS columns, every one written
-                    // (in full) before the blocks read it.
+                    // of `width` columns, every one written (in full)
+                    // before the blocks read it.
                     let chunk = unsafe {
                         let a = m.a.add(p0 * m.csa);
                         let b = m.b.add(p0 * m.ldb + j);
