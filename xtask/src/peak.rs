@@ -55,12 +55,22 @@ pub fn higher(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 
 /// The widest FMA instructions this CPU has, as a kernel path's name
 /// (`avx512f+fma`, `avx2+fma`, `neon`), for a peak when the run's own
-/// products are not one of those paths (a preset's ndarray products);
-/// `None` without SIMD FMAs.
+/// products are not one of those paths (the portable path); `None`
+/// without SIMD FMAs.
 pub fn widest_kernel() -> Option<&'static str> {
     ["avx512f+fma", "avx2+fma", "neon"]
         .into_iter()
         .find(|k| chains(k, 1).is_some())
+}
+
+/// The FMA instructions of the kernel path a run's report names, when they
+/// are one of those [`flops`] can measure; else the widest this CPU has.
+/// A run forced onto AVX2 is measured against the AVX2 peak.
+pub fn kernel_of_run(kernel: &str) -> Option<&'static str> {
+    ["avx512f+fma", "avx2+fma", "neon"]
+        .into_iter()
+        .find(|k| *k == kernel && chains(k, 1).is_some())
+        .or_else(widest_kernel)
 }
 
 /// `f32` lanes of the FMA instructions of `kernel`.
@@ -172,6 +182,22 @@ pub fn linear_flops(model: &str, train: u64, val: u64, epochs: usize) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run's own path names the peak it is measured against (AVX2 for
+    /// a run forced onto it on an AVX-512 CPU); a path without SIMD FMAs,
+    /// or one this CPU lacks, takes the widest.
+    #[test]
+    fn a_runs_path_names_its_peak() {
+        assert_eq!(kernel_of_run("portable"), widest_kernel());
+        for k in ["avx512f+fma", "avx2+fma", "neon"] {
+            let want = if chains(k, 1).is_some() {
+                Some(k)
+            } else {
+                widest_kernel()
+            };
+            assert_eq!(kernel_of_run(k), want, "{k}");
+        }
+    }
 
     #[test]
     fn the_posts_run_is_20_gflop() {

@@ -226,7 +226,7 @@ pub fn preset_table(results: &Results, options: &Options, info: &PresetInfo) -> 
         info.cpu_model.as_deref().unwrap_or("unknown"),
         match (results.peak_flops, info.peak_kernel) {
             (Some(p), Some(k)) => format!(
-                "{:.1} GFLOP/s on {} core(s) with {k}, the widest FMAs of this CPU (the higher of two measurements, before the runs and after them)",
+                "{:.1} GFLOP/s on {} core(s) with {k}, the FMAs of the runs' kernel path or, without any, the widest of this CPU (the higher of two measurements, after the first run and after the last)",
                 p / 1e9,
                 info.threads
             ),

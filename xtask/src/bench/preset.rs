@@ -23,7 +23,8 @@ pub struct PresetInfo {
     pub cpu_model: Option<String>,
     /// Threads given to each side (every core).
     pub threads: usize,
-    /// The instructions the FMA peak was measured with.
+    /// The instructions the FMA peak was measured with: those of the runs'
+    /// kernel path, or the widest of this CPU when the path has none.
     pub peak_kernel: Option<&'static str>,
     /// Threads torch said it used.
     pub torch_threads: Option<u64>,
@@ -71,17 +72,20 @@ pub(super) fn run(options: &Options) -> anyhow::Result<Results> {
         "--threads".to_string(),
         threads.to_string(),
     ];
-    // Measured before the runs and after them, the higher counting: the
-    // machine's speed moves, and a low peak would flatter the runs.
-    info.peak_kernel = peak::widest_kernel();
-    let first_peak = info
-        .peak_kernel
-        .and_then(|kernel| peak::flops(kernel, threads));
+    // The peak of the instructions the runs' kernel path uses (AVX2 for a
+    // run forced onto it), measured after the first run and after the
+    // last, the higher counting: the machine's speed moves, and a low peak
+    // would flatter the runs.
+    let mut first_peak = None;
     for run in 1..=options.runs {
         let sample = run_trainer(&trainer, Impl::Rust, options, run, &report, &extra);
         if results.work.is_none() {
             let text = fs::read_to_string(&report).unwrap_or_default();
             if let Some((kernel, train, val)) = report_counts(&text) {
+                info.peak_kernel = peak::kernel_of_run(&kernel);
+                first_peak = info
+                    .peak_kernel
+                    .and_then(|kernel| peak::flops(kernel, threads));
                 results.work = Some(Work {
                     kernel,
                     flops: run_flops(options.preset, train, val, options.epochs),
