@@ -58,16 +58,17 @@ pub fn higher(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 /// products are not one of those paths (the portable path); `None`
 /// without SIMD FMAs.
 pub fn widest_kernel() -> Option<&'static str> {
-    ["avx512f+fma", "avx2+fma", "neon"]
-        .into_iter()
-        .find(|k| chains(k, 1).is_some())
+    FMA_KERNELS.into_iter().find(|k| chains(k, 1).is_some())
 }
+
+/// The kernel paths whose FMA peak [`flops`] measures, widest first.
+const FMA_KERNELS: [&str; 3] = ["avx512f+fma", "avx2+fma", "neon"];
 
 /// The FMA instructions of the kernel path a run's report names, when they
 /// are one of those [`flops`] can measure; else the widest this CPU has.
 /// A run forced onto AVX2 is measured against the AVX2 peak.
 pub fn kernel_of_run(kernel: &str) -> Option<&'static str> {
-    ["avx512f+fma", "avx2+fma", "neon"]
+    FMA_KERNELS
         .into_iter()
         .find(|k| *k == kernel && chains(k, 1).is_some())
         .or_else(widest_kernel)
@@ -189,7 +190,7 @@ mod tests {
     #[test]
     fn a_runs_path_names_its_peak() {
         assert_eq!(kernel_of_run("portable"), widest_kernel());
-        for k in ["avx512f+fma", "avx2+fma", "neon"] {
+        for k in FMA_KERNELS {
             let want = if chains(k, 1).is_some() {
                 Some(k)
             } else {

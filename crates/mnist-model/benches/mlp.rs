@@ -1,7 +1,10 @@
 //! The network of `--preset mlp` (785 inputs, 256 ReLU units, 10 softmax
 //! outputs) on synthetic data (no files): one training step on a batch of
 //! 128 (forward and backward of every part, the parts added up, then the
-//! momentum update), on 1 thread and on 2. Throughput is in rows.
+//! momentum update), on 1 thread and on 2, throughput in rows; and the
+//! forward pass of one part (64 rows) on one thread, throughput in
+//! multiply-adds, nearly all of them the `x W1` product (64 x 785 times
+//! 785 x 256).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mnist_model::{Head, Mlp, MlpTrainer};
@@ -54,6 +57,14 @@ fn bench(c: &mut Criterion) {
             b.iter(|| trainer.step(&mut net, x.view(), y.view(), 1e-6))
         });
     }
+    group.finish();
+
+    let part = x.slice(ndarray::s![..64, ..]);
+    let mut group = c.benchmark_group("mlp_forward");
+    group.throughput(Throughput::Elements(
+        (64 * (FEATURES * HIDDEN + HIDDEN * CLASSES)) as u64,
+    ));
+    group.bench_function("64 rows, 1 thread", |b| b.iter(|| net.predict_proba(part)));
     group.finish();
 }
 

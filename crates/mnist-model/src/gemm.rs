@@ -230,21 +230,17 @@ mod simd {
     /// as fit, 128 for the AVX-512 path's 64 columns, 512 for the AVX2
     /// and NEON paths' 16.
     ///
-    /// Single-thread minimum times of 2,000 products, GFLOP/s, on an Intel
-    /// Xeon (family 6, model 167, 48 KiB L1 a core; one core's FMA peak
-    /// 215 GFLOP/s with AVX-512, 114 with AVX2); `b` read in place, then
-    /// in chunks of 32, 128 and 256 inner terms, and of this size:
-    ///
-    /// | product | path | in place | 32 | 128 | 256 | 32 KiB |
-    /// | --- | --- | ---: | ---: | ---: | ---: | ---: |
-    /// | 64 x 785 times 785 x 256 | AVX-512 | 140 | 149 | 159 | 148 | 159 |
-    /// | 785 x 64 times 64 x 256 | AVX-512 | 156 | 156 | 171 | 171 | 170 |
-    /// | 64 x 785 times 785 x 256 | AVX2 | 92 | 90 | 100 | 102 | 101 |
-    /// | 785 x 64 times 64 x 256 | AVX2 | 91 | 88 | 97 | 97 | 98 |
-    ///
-    /// In place, the 256-column rows of `b`, 1 KiB apart, fall into a
-    /// quarter of the L1 cache's sets and evict each other even when the
-    /// panel would fit.
+    /// Read in place, the 256-column rows of `b`, 1 KiB apart, fall into
+    /// a quarter of the L1 cache's sets and evict each other even when
+    /// the panel would fit. `cargo bench -p mnist-model --bench mlp --
+    /// mlp_forward` (one part's forward pass, 64 rows, nearly all of it
+    /// `x W1`), Intel Xeon (family 6, model 167, 48 KiB L1 a core; one
+    /// core's FMA peak 107 G multiply-adds a second with AVX-512, 57 with
+    /// AVX2): 58.8 G multiply-adds a second with `b` read in place, 67.7
+    /// in chunks (with `MNIST_KERNEL=avx2`: 39.9 and 44.3), one build
+    /// against the other. In a timing loop over the product alone, chunks
+    /// of 32 and of 256 inner terms were slower than 32 KiB's on the
+    /// AVX-512 path.
     const CHUNK: usize = 8192;
 
     /// A chunk of `b`, packed for a panel.

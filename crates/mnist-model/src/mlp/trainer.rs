@@ -142,12 +142,11 @@ impl MlpTrainer {
         y: ArrayView2<'_, f32>,
         lr: f32,
     ) -> Result<f64> {
-        let n = y.nrows();
-        if let Input::Matrix(x) = &x {
-            check_step(&y, x.nrows(), model.classes(), lr)?;
-        } else {
-            check_step(&y, n, model.classes(), lr)?;
-        }
+        let n = match &x {
+            Input::Matrix(x) => x.nrows(),
+            Input::Rows(_) => y.nrows(),
+        };
+        check_step(&y, n, model.classes(), lr)?;
         let parts = n.div_ceil(PART_ROWS);
         while self.works.len() < parts {
             self.works.push(PartWork::new(model));
